@@ -47,10 +47,7 @@ impl Grid {
         let step = if step <= 0 { 1 } else { step };
         // Reduce the origin into one step: the grid is the same set of points, and the i128
         // arithmetic below then never sees a large offset.
-        Grid {
-            origin: origin.rem_euclid(step),
-            step,
-        }
+        Grid { origin: origin.rem_euclid(step), step }
     }
 
     pub fn step(&self) -> i64 {
@@ -161,10 +158,7 @@ mod tests {
     use super::*;
 
     fn tick(s: &str) -> SymbolRules {
-        SymbolRules {
-            tick: Price::lit(s),
-            ..SymbolRules::UNRESTRICTED
-        }
+        SymbolRules { tick: Price::lit(s), ..SymbolRules::UNRESTRICTED }
     }
 
     #[test]
@@ -227,10 +221,7 @@ mod tests {
 
     #[test]
     fn min_notional_is_exact_at_the_boundary() {
-        let rules = SymbolRules {
-            min_notional: Amount::lit("5"),
-            ..SymbolRules::UNRESTRICTED
-        };
+        let rules = SymbolRules { min_notional: Amount::lit("5"), ..SymbolRules::UNRESTRICTED };
         assert!(rules.meets_min_notional(Qty::lit("0.0001"), Price::lit("50000")));
         assert!(!rules.meets_min_notional(Qty::lit("0.0001"), Price::lit("49999.99")));
     }

@@ -6,6 +6,18 @@
 //! so that tests and `robsond replay` see exactly what production decides. Money is decimal
 //! fixed-point (`money`), never a float.
 
+pub mod engine;
+pub mod events;
 pub mod filters;
 pub mod money;
+pub mod signal;
+pub mod trailing;
 pub mod types;
+
+pub use crate::engine::{Config, CoreState, Engine, PositionView, SafetyState, State};
+pub use crate::events::{Event, Intent, Journal, Nanos, Record, Reply, Sink, VecSink};
+pub use crate::filters::SymbolRules;
+pub use crate::money::{Amount, Price, Qty, Ratio};
+pub use crate::types::{
+    AccountId, ClientOrderId, MarketKey, Modality, PositionId, PositionKey, Side, Symbol, Venue,
+};

@@ -181,10 +181,7 @@ pub fn format_units(units: i64, decimals: u32) -> Result<DecimalBuf, NotRepresen
     if !frac_part.is_multiple_of(dropped) {
         return Err(NotRepresentable);
     }
-    let mut buf = DecimalBuf {
-        bytes: [0; 32],
-        len: 0,
-    };
+    let mut buf = DecimalBuf { bytes: [0; 32], len: 0 };
     let mut push = |b: u8| {
         buf.bytes[buf.len as usize] = b;
         buf.len += 1;
@@ -403,10 +400,7 @@ mod tests {
         assert_eq!(parse("0.00000000a"), Err(DecimalError::InvalidChar));
         assert_eq!(parse("92233720368.54775808"), Err(DecimalError::OutOfRange));
         assert_eq!(parse("92233720369"), Err(DecimalError::OutOfRange));
-        assert_eq!(
-            parse("99999999999999999999999999"),
-            Err(DecimalError::OutOfRange)
-        );
+        assert_eq!(parse("99999999999999999999999999"), Err(DecimalError::OutOfRange));
         // Bytes just outside '0'..='9' on either side must not pass the SWAR digit check.
         assert_eq!(parse("1/"), Err(DecimalError::InvalidChar));
         assert_eq!(parse("1:"), Err(DecimalError::InvalidChar));
@@ -423,10 +417,7 @@ mod tests {
         assert_eq!(Qty::lit("-0.001").format(3).unwrap().as_str(), "-0.001");
         assert_eq!(Qty::lit("0.015").format(2), Err(NotRepresentable));
         assert_eq!(Price::lit("0.5").format(0), Err(NotRepresentable));
-        assert_eq!(
-            Price::from_units(i64::MIN + 1).to_string(),
-            "-92233720368.54775807"
-        );
+        assert_eq!(Price::from_units(i64::MIN + 1).to_string(), "-92233720368.54775807");
     }
 
     #[test]

@@ -132,18 +132,12 @@ impl Symbol {
         if raw.len() > SYMBOL_CAP {
             return Err(SymbolError::TooLong);
         }
-        if !raw
-            .iter()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
-        {
+        if !raw.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_') {
             return Err(SymbolError::InvalidChar);
         }
         let mut bytes = [0; SYMBOL_CAP];
         bytes[..raw.len()].copy_from_slice(raw);
-        Ok(Symbol {
-            len: raw.len() as u8,
-            bytes,
-        })
+        Ok(Symbol { len: raw.len() as u8, bytes })
     }
 
     /// For constants and tests.
@@ -186,10 +180,7 @@ pub struct PositionKey {
 
 impl PositionKey {
     pub fn market(&self) -> MarketKey {
-        MarketKey {
-            venue: self.venue,
-            symbol: self.symbol,
-        }
+        MarketKey { venue: self.venue, symbol: self.symbol }
     }
 }
 
@@ -287,10 +278,7 @@ impl ClientOrderId {
         bytes[len] = b'-';
         len += 1;
         push_base36(&mut bytes, &mut len, u64::from(tag.sequence));
-        ClientOrderId {
-            len: len as u8,
-            bytes,
-        }
+        ClientOrderId { len: len as u8, bytes }
     }
 
     /// Any client order id as the exchange reports it (robsond's or not), if it fits the
@@ -301,10 +289,7 @@ impl ClientOrderId {
         }
         let mut bytes = [0u8; CID_CAP];
         bytes[..raw.len()].copy_from_slice(raw);
-        Some(ClientOrderId {
-            len: raw.len() as u8,
-            bytes,
-        })
+        Some(ClientOrderId { len: raw.len() as u8, bytes })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -335,12 +320,7 @@ impl ClientOrderId {
         let dash = rest.iter().position(|&b| b == b'-')?;
         let position = parse_base36(&rest[..dash])?;
         let sequence = u32::try_from(parse_base36(&rest[dash + 1..])?).ok()?;
-        let tag = OrderTag {
-            modality,
-            purpose,
-            position: PositionId(position),
-            sequence,
-        };
+        let tag = OrderTag { modality, purpose, position: PositionId(position), sequence };
         // Only the canonical spelling counts, so two strings never name one action.
         (ClientOrderId::new(tag) == *self).then_some(tag)
     }
@@ -364,9 +344,7 @@ mod tests {
 
     fn fits_both_venues(id: &str) -> bool {
         (1..=36).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 
     #[test]
@@ -395,25 +373,13 @@ mod tests {
 
     #[test]
     fn foreign_and_non_canonical_ids_carry_no_tag() {
-        for raw in [
-            "web_abc123",
-            "android_x",
-            "autoclose-1",
-            "adl_autoclose",
-            "rbd-CE-1",
-            "rbd-QX-1-1",
-        ] {
-            assert_eq!(
-                ClientOrderId::from_wire(raw.as_bytes()).unwrap().tag(),
-                None,
-                "{raw}"
-            );
+        for raw in
+            ["web_abc123", "android_x", "autoclose-1", "adl_autoclose", "rbd-CE-1", "rbd-QX-1-1"]
+        {
+            assert_eq!(ClientOrderId::from_wire(raw.as_bytes()).unwrap().tag(), None, "{raw}");
         }
         // Leading zeros would name the same action twice.
-        assert_eq!(
-            ClientOrderId::from_wire(b"rbd-CE-01-1").unwrap().tag(),
-            None
-        );
+        assert_eq!(ClientOrderId::from_wire(b"rbd-CE-01-1").unwrap().tag(), None);
         assert!(ClientOrderId::from_wire(&[b'a'; 37]).is_none());
     }
 
