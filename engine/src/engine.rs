@@ -968,6 +968,11 @@ impl Engine {
             self.retire(slot, closed, by, sink);
             return;
         }
+        if p.live.is_some() {
+            // A close is in flight: a smaller quantity may be that very close filling, reported
+            // before its order update. Its outcome settles the quantity; later snapshots the rest.
+            return;
+        }
         match p.modality {
             Modality::Core => {
                 // The user reduced a Core position by hand: never close more than is there.

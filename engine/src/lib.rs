@@ -6,7 +6,7 @@
 //! so that tests and `robsond replay` see exactly what production decides. Money is decimal
 //! fixed-point (`money`), never a float.
 
-pub mod engine;
+mod engine;
 pub mod events;
 pub mod filters;
 pub mod money;

@@ -1,0 +1,184 @@
+//! A small driver for engine tests: it owns an engine, a collecting sink and the clocks, and
+//! speaks in Binance-shaped facts (a mark price, a position snapshot, an order fill).
+#![allow(dead_code)]
+
+use engine::events::{ArmParams, BalanceScope, OrderStatus, OrderUpdate, Origin, RejectKind};
+use engine::types::OrderPurpose;
+use engine::*;
+
+pub const BTC: &str = "BTCUSDT";
+pub const ETH: &str = "ETHUSDT";
+
+pub fn market(venue: Venue, symbol: &str) -> MarketKey {
+    MarketKey { venue, symbol: Symbol::lit(symbol) }
+}
+
+pub fn key(venue: Venue, symbol: &str, side: Side) -> PositionKey {
+    PositionKey { account: AccountId(0), venue, symbol: Symbol::lit(symbol), side }
+}
+
+pub fn usdm_long(symbol: &str) -> PositionKey {
+    key(Venue::Usdm, symbol, Side::Long)
+}
+
+pub fn usdm_short(symbol: &str) -> PositionKey {
+    key(Venue::Usdm, symbol, Side::Short)
+}
+
+pub fn px(s: &str) -> Price {
+    Price::lit(s)
+}
+
+pub fn qty(s: &str) -> Qty {
+    Qty::lit(s)
+}
+
+/// BTCUSDT-like futures rules: tick 0.10, step 0.001, min notional 5.
+pub fn btc_rules() -> SymbolRules {
+    SymbolRules {
+        tick: px("0.10"),
+        min_price: px("0.10"),
+        step: qty("0.001"),
+        min_qty: qty("0.001"),
+        max_qty: qty("120"),
+        min_notional: Amount::lit("5"),
+    }
+}
+
+pub struct Harness {
+    pub engine: Engine,
+    pub out: VecSink,
+    pub now: Nanos,
+    pub exchange_ms: u64,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Harness::new(Config::default())
+    }
+}
+
+impl Harness {
+    pub fn new(config: Config) -> Harness {
+        Harness {
+            engine: Engine::new(config),
+            out: VecSink::default(),
+            now: Nanos::from_millis(1_000),
+            exchange_ms: 1_700_000_000_000,
+        }
+    }
+
+    /// Each event happens one millisecond after the previous one, on both clocks.
+    pub fn send(&mut self, event: Event) -> Reply {
+        self.now = self.now.saturating_add_millis(1);
+        self.exchange_ms += 1;
+        self.engine.on_event(event, self.now, &mut self.out)
+    }
+
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.now = self.now.saturating_add_millis(ms);
+        self.exchange_ms += ms;
+    }
+
+    pub fn rules(&mut self, venue: Venue, symbol: &str, rules: SymbolRules) {
+        self.send(Event::Rules { market: market(venue, symbol), rules });
+    }
+
+    pub fn mark(&mut self, symbol: &str, price: &str) {
+        let market = market(Venue::Usdm, symbol);
+        self.send(Event::Mark { market, price: px(price), origin: Origin::Stream });
+    }
+
+    pub fn trade(&mut self, venue: Venue, symbol: &str, price: &str) {
+        let market = market(venue, symbol);
+        self.send(Event::Trade { market, price: px(price), origin: Origin::Stream });
+    }
+
+    pub fn book(&mut self, venue: Venue, symbol: &str, bid: &str, ask: &str) {
+        let market = market(venue, symbol);
+        self.send(Event::Book { market, bid: px(bid), ask: px(ask), origin: Origin::Stream });
+    }
+
+    /// An exchange position snapshot, stamped with the exchange clock.
+    pub fn position(&mut self, key: PositionKey, amount: &str, entry: &str) {
+        let exchange_ms = self.exchange_ms + 1;
+        self.send(Event::Position { key, qty: qty(amount), entry: px(entry), exchange_ms });
+    }
+
+    pub fn balance_usdm(&mut self, amount: &str) {
+        let available = Amount::lit(amount);
+        self.send(Event::Balance {
+            account: AccountId(0),
+            scope: BalanceScope::UsdmWallet,
+            available,
+        });
+    }
+
+    pub fn arm(&mut self, key: PositionKey, params: ArmParams) -> PositionId {
+        match self.send(Event::Arm { key, params }) {
+            Reply::Armed(id) => id,
+            other => panic!("arm refused: {other:?}"),
+        }
+    }
+
+    pub fn order(
+        &mut self,
+        intent: &events::OrderIntent,
+        status: OrderStatus,
+        cum: &str,
+        avg: &str,
+    ) {
+        let update = OrderUpdate {
+            account: intent.key.account,
+            venue: intent.key.venue,
+            symbol: intent.key.symbol,
+            cid: intent.cid,
+            status,
+            cum_qty: qty(cum),
+            avg_price: px(avg),
+            exchange_ms: self.exchange_ms + 1,
+        };
+        self.send(Event::Order(update));
+    }
+
+    pub fn fill(&mut self, intent: &events::OrderIntent, avg: &str) {
+        let cum = intent.qty.to_string();
+        self.order(intent, OrderStatus::Filled, &cum, avg);
+    }
+
+    pub fn reject(&mut self, intent: &events::OrderIntent, kind: RejectKind) {
+        self.order(intent, OrderStatus::Rejected(kind), "0", "0");
+    }
+
+    /// Orders placed since the last `take`.
+    pub fn placed(&self) -> Vec<events::OrderIntent> {
+        self.out.orders().copied().collect()
+    }
+
+    pub fn closes(&self) -> Vec<events::OrderIntent> {
+        self.placed().into_iter().filter(|o| o.purpose == OrderPurpose::Close).collect()
+    }
+
+    pub fn entries(&self) -> Vec<events::OrderIntent> {
+        self.placed().into_iter().filter(|o| o.purpose == OrderPurpose::Entry).collect()
+    }
+
+    pub fn journal(&self) -> Vec<Journal> {
+        self.out.journal().copied().collect()
+    }
+
+    /// Forgets the outputs so far: the next assertions see only what follows.
+    pub fn take(&mut self) -> VecSink {
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn view(&self, id: PositionId) -> Option<PositionView> {
+        self.engine.positions().find(|p| p.id == id)
+    }
+
+    pub fn view_of(&self, key: PositionKey) -> Option<PositionView> {
+        self.engine
+            .positions()
+            .find(|p| p.key == key && !matches!(p.state, State::Core(CoreState::Armed)))
+    }
+}
