@@ -212,11 +212,31 @@ fn dust_below_the_minimum_quantity_is_reported_once_and_not_protected() {
 
 // ---- Core Trading (DESIGN.md section 4) ----
 
-/// Arms a BTC long with MA 2/4 and drives trades until it crosses up at 50,000.
+/// MA 2/4 (so a handful of trades makes a signal), a capital, and optionally a technical stop.
+fn fast_arm(capital: &str, technical_stop: Option<&str>) -> ArmParams {
+    ArmParams {
+        capital: Some(Amount::lit(capital)),
+        technical_stop: technical_stop.map(px),
+        ma_fast: Some(2),
+        ma_slow: Some(4),
+        ..Default::default()
+    }
+}
+
+/// Four trades at `base` fill the slow window; a fifth at `cross` crosses the fast SMA over it
+/// (for `cross` > `base`; below it for a short).
+fn cross(h: &mut Harness, symbol: &str, base: &str, cross: &str) {
+    for _ in 0..4 {
+        h.trade(Venue::Usdm, symbol, base);
+    }
+    h.trade(Venue::Usdm, symbol, cross);
+}
+
+/// Arms a BTC long (with MA 2/4 from `fast_arm`) and drives trades until it crosses up at
+/// 50,000.
 fn core_long_entering(h: &mut Harness, params: ArmParams) -> (PositionId, OrderIntent) {
     h.rules(Venue::Usdm, BTC, btc_rules());
     h.balance_usdm("100000");
-    let params = ArmParams { ma_fast: Some(2), ma_slow: Some(4), ..params };
     let id = h.arm(usdm_long(BTC), params);
     for _ in 0..4 {
         h.trade(Venue::Usdm, BTC, "49900");
@@ -232,8 +252,7 @@ fn core_long_entering(h: &mut Harness, params: ArmParams) -> (PositionId, OrderI
 #[test]
 fn worked_example_long_from_signal_to_exit() {
     let mut h = Harness::default();
-    let capital = Some(Amount::lit("10000"));
-    let params = ArmParams { capital, technical_stop: Some(px("49000")), ..Default::default() };
+    let params = fast_arm("10000", Some("49000"));
     let (id, entry) = core_long_entering(&mut h, params);
     // qty = capital × risk / span = 10,000 × 1% / 1,000 = 0.1.
     assert_eq!(
@@ -283,17 +302,8 @@ fn worked_example_short() {
     let rules = SymbolRules { tick: px("0.01"), step: qty("0.001"), ..SymbolRules::UNRESTRICTED };
     h.rules(Venue::Usdm, ETH, rules);
     h.balance_usdm("100000");
-    let params = ArmParams {
-        capital: Some(Amount::lit("30000")),
-        technical_stop: Some(px("3100")),
-        ma_fast: Some(2),
-        ma_slow: Some(4),
-        ..Default::default()
-    };
-    let id = h.arm(usdm_short(ETH), params);
-    for price in ["3010", "3010", "3010", "3010", "3000"] {
-        h.trade(Venue::Usdm, ETH, price);
-    }
+    let id = h.arm(usdm_short(ETH), fast_arm("30000", Some("3100")));
+    cross(&mut h, ETH, "3010", "3000");
     let entry = h.entries()[0];
     // 30,000 × 1% / 100 = 3.
     assert_eq!((entry.order_side, entry.qty), (OrderSide::Sell, qty("3")));
@@ -311,7 +321,7 @@ fn worked_example_short() {
 #[test]
 fn without_a_technical_stop_the_default_is_two_percent_from_the_fill() {
     let mut h = Harness::default();
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+    let params = fast_arm("10000", None);
     let (id, entry) = core_long_entering(&mut h, params);
     // Sized from the signal price: span 50,000 × 2% = 1,000 → 0.1.
     assert_eq!(entry.qty, qty("0.1"));
@@ -326,83 +336,52 @@ fn without_a_technical_stop_the_default_is_two_percent_from_the_fill() {
     assert_eq!(span, Some(px("1002")));
 }
 
-#[test]
-fn sizing_is_capped_by_balance_and_refused_below_the_minimums() {
+/// Arms a BTC long on `rules` with `balance` (none if empty), crosses at 50,000, and returns
+/// the entry quantity or the rejection.
+fn size_at_50000(
+    rules: SymbolRules,
+    balance: &str,
+    params: ArmParams,
+) -> Result<Qty, EntryRejection> {
     let mut h = Harness::default();
-    // Balance 1,000 at 50,000 buys at most 0.02, whatever the risk budget says (10 here).
-    h.rules(Venue::Usdm, BTC, btc_rules());
-    h.balance_usdm("1000");
-    let params = ArmParams {
-        capital: Some(Amount::lit("1000000")),
-        technical_stop: Some(px("49000")),
-        ma_fast: Some(2),
-        ma_slow: Some(4),
-        ..Default::default()
-    };
-    h.arm(usdm_long(BTC), params);
-    for price in ["49900", "49900", "49900", "49900", "50000"] {
-        h.trade(Venue::Usdm, BTC, price);
-    }
-    assert_eq!(h.entries()[0].qty, qty("0.02"));
-
-    let rejection = |capital: &str, balance: &str, stop: &str| {
-        let mut h = Harness::default();
-        h.rules(Venue::Usdm, BTC, btc_rules());
-        if !balance.is_empty() {
-            h.balance_usdm(balance);
-        }
-        let params = ArmParams {
-            capital: Some(Amount::lit(capital)),
-            technical_stop: Some(px(stop)),
-            ma_fast: Some(2),
-            ma_slow: Some(4),
-            ..Default::default()
-        };
-        h.arm(usdm_long(BTC), params);
-        for price in ["49900", "49900", "49900", "49900", "50000"] {
-            h.trade(Venue::Usdm, BTC, price);
-        }
-        assert!(h.entries().is_empty());
-        h.journal().iter().find_map(|j| match j {
-            Journal::EntryRejected { reason, .. } => Some(*reason),
-            _ => None,
-        })
-    };
-    // 50 × 1% / 1,000 = 0.0005 < minQty 0.001.
-    assert_eq!(rejection("50", "100000", "49000"), Some(EntryRejection::BelowMinQty));
-    assert_eq!(rejection("10000", "", "49000"), Some(EntryRejection::NoBalance));
-    assert_eq!(rejection("10000", "100000", "50500"), Some(EntryRejection::NoSpan));
-
-    let mut h = Harness::default();
-    let rules = SymbolRules { min_notional: Amount::lit("100"), ..btc_rules() };
     h.rules(Venue::Usdm, BTC, rules);
-    h.balance_usdm("100000");
-    let params = ArmParams {
-        capital: Some(Amount::lit("1000")),
-        technical_stop: Some(px("49000")),
-        ma_fast: Some(2),
-        ma_slow: Some(4),
-        ..Default::default()
-    };
+    if !balance.is_empty() {
+        h.balance_usdm(balance);
+    }
     h.arm(usdm_long(BTC), params);
-    for price in ["49900", "49900", "49900", "49900", "50000"] {
-        h.trade(Venue::Usdm, BTC, price);
-    }
-    // 1,000 × 1% / 1,000 = 0.01 × 50,000 = 500 ≥ 100: enters. Then a tighter budget:
-    assert_eq!(h.entries().len(), 1);
-    let mut h2 = Harness::default();
-    h2.rules(Venue::Usdm, BTC, rules);
-    h2.balance_usdm("100000");
-    h2.arm(usdm_long(BTC), ArmParams { capital: Some(Amount::lit("150")), ..params });
-    for price in ["49900", "49900", "49900", "49900", "50000"] {
-        h2.trade(Venue::Usdm, BTC, price);
-    }
-    // 150 × 1% / 1,000 = 0.0015 → 0.001 × 50,000 = 50 < 100.
-    let reason = h2.journal().iter().find_map(|j| match j {
+    cross(&mut h, BTC, "49900", "50000");
+    let rejected = h.journal().iter().find_map(|j| match j {
         Journal::EntryRejected { reason, .. } => Some(*reason),
         _ => None,
     });
-    assert_eq!(reason, Some(EntryRejection::BelowMinNotional));
+    match (h.entries().as_slice(), rejected) {
+        ([entry], None) => Ok(entry.qty),
+        ([], Some(reason)) => Err(reason),
+        other => panic!("neither one entry nor one rejection: {other:?}"),
+    }
+}
+
+#[test]
+fn sizing_is_capped_by_balance_and_refused_below_the_minimums() {
+    let rules = btc_rules();
+    // 10,000 × 1% / 1,000 = 0.1.
+    assert_eq!(size_at_50000(rules, "100000", fast_arm("10000", Some("49000"))), Ok(qty("0.1")));
+    // A budget of 1,000,000 asks for 10, but a balance of 1,000 buys 0.02 at 50,000.
+    assert_eq!(size_at_50000(rules, "1000", fast_arm("1000000", Some("49000"))), Ok(qty("0.02")));
+    // 50 × 1% / 1,000 = 0.0005 < minQty 0.001.
+    let small = fast_arm("50", Some("49000"));
+    assert_eq!(size_at_50000(rules, "100000", small), Err(EntryRejection::BelowMinQty));
+    let params = fast_arm("10000", Some("49000"));
+    assert_eq!(size_at_50000(rules, "", params), Err(EntryRejection::NoBalance));
+    // A long's technical stop above the price leaves no span to size from.
+    let above = fast_arm("10000", Some("50500"));
+    assert_eq!(size_at_50000(rules, "100000", above), Err(EntryRejection::NoSpan));
+    // With minNotional 100: 1,000 × 1% / 1,000 = 0.01 × 50,000 = 500 passes; 150 gives
+    // 0.0015 → 0.001 × 50,000 = 50, refused.
+    let rules = SymbolRules { min_notional: Amount::lit("100"), ..btc_rules() };
+    assert_eq!(size_at_50000(rules, "100000", fast_arm("1000", Some("49000"))), Ok(qty("0.01")));
+    let thin = fast_arm("150", Some("49000"));
+    assert_eq!(size_at_50000(rules, "100000", thin), Err(EntryRejection::BelowMinNotional));
 }
 
 // ---- Exclusion (DESIGN.md section 2) ----
@@ -412,28 +391,22 @@ fn core_never_merges_into_a_manual_position() {
     let mut h = Harness::default();
     h.rules(Venue::Usdm, BTC, btc_rules());
     h.position(usdm_long(BTC), "0.3", "49000");
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
     h.balance_usdm("100000");
-    let params = ArmParams { ma_fast: Some(2), ma_slow: Some(4), ..params };
-    let id = h.arm(usdm_long(BTC), params);
-    for price in ["49900", "49900", "49900", "49900", "50000"] {
-        h.trade(Venue::Usdm, BTC, price);
-    }
+    let id = h.arm(usdm_long(BTC), fast_arm("10000", None));
+    cross(&mut h, BTC, "49900", "50000");
     assert!(h.entries().is_empty());
     let blocked = h.journal().into_iter().find(|j| matches!(j, Journal::EntryBlocked { .. }));
     assert_eq!(blocked, Some(Journal::EntryBlocked { id, holder: Some(Modality::SafetyNet) }));
     // The arm waits: once the manual position is gone, the next signal enters.
     h.position(usdm_long(BTC), "0", "0");
-    for price in ["49000", "49000", "49000", "49000", "49500"] {
-        h.trade(Venue::Usdm, BTC, price);
-    }
+    cross(&mut h, BTC, "49000", "49500");
     assert_eq!(h.entries().len(), 1);
 }
 
 #[test]
 fn the_safety_net_never_acts_on_a_core_key() {
     let mut h = Harness::default();
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+    let params = fast_arm("10000", None);
     let (id, entry) = core_long_entering(&mut h, params);
     // The exchange reports the key before the order update does: Core already owns it.
     h.position(usdm_long(BTC), "0.1", "50000");
@@ -450,7 +423,7 @@ fn the_safety_net_never_acts_on_a_core_key() {
 #[test]
 fn a_remainder_added_by_hand_is_handed_to_the_safety_net_after_cores_exit() {
     let mut h = Harness::default();
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+    let params = fast_arm("10000", None);
     let (core, entry) = core_long_entering(&mut h, params);
     h.fill(&entry, "50000");
     // The user adds 0.05 by hand at 51,000; Core keeps managing its 0.1 only.
@@ -491,7 +464,7 @@ fn a_remainder_added_by_hand_is_handed_to_the_safety_net_after_cores_exit() {
 #[test]
 fn a_remainder_reported_after_the_exit_fill_is_handed_over_then() {
     let mut h = Harness::default();
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+    let params = fast_arm("10000", None);
     let (core, entry) = core_long_entering(&mut h, params);
     h.fill(&entry, "50000");
     h.position(usdm_long(BTC), "0.12", "50100");
@@ -530,7 +503,7 @@ fn a_safety_close_reported_by_the_position_stream_first_is_not_counted_twice() {
 #[test]
 fn a_snapshot_older_than_cores_exit_fill_does_not_hand_over() {
     let mut h = Harness::default();
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+    let params = fast_arm("10000", None);
     let (_, entry) = core_long_entering(&mut h, params);
     h.fill(&entry, "50000");
     h.position(usdm_long(BTC), "0.1", "50000");
@@ -604,7 +577,7 @@ fn a_partly_filled_close_that_expires_closes_the_rest() {
 #[test]
 fn a_core_position_reduced_by_hand_never_closes_more_than_is_there() {
     let mut h = Harness::default();
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+    let params = fast_arm("10000", None);
     let (_, entry) = core_long_entering(&mut h, params);
     h.fill(&entry, "50000");
     h.position(usdm_long(BTC), "0.04", "50000");
@@ -615,7 +588,7 @@ fn a_core_position_reduced_by_hand_never_closes_more_than_is_there() {
 #[test]
 fn a_rejected_entry_releases_the_key() {
     let mut h = Harness::default();
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+    let params = fast_arm("10000", None);
     let (id, entry) = core_long_entering(&mut h, params);
     h.reject(&entry, RejectKind::Permanent);
     assert_eq!(closed(&h, id), Some(ClosedBy::EntryFailed));
@@ -628,7 +601,7 @@ fn a_rejected_entry_releases_the_key() {
 fn identical_inputs_give_identical_client_order_ids() {
     let run = || {
         let mut h = Harness::default();
-        let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+        let params = fast_arm("10000", None);
         let (_, entry) = core_long_entering(&mut h, params);
         h.fill(&entry, "50000");
         h.mark(BTC, "48000");
@@ -652,23 +625,13 @@ fn halt_suppresses_entries_until_resume() {
     let mut h = Harness::default();
     h.rules(Venue::Usdm, BTC, btc_rules());
     h.balance_usdm("100000");
-    let params = ArmParams {
-        capital: Some(Amount::lit("10000")),
-        ma_fast: Some(2),
-        ma_slow: Some(4),
-        ..Default::default()
-    };
-    h.arm(usdm_long(BTC), params);
+    h.arm(usdm_long(BTC), fast_arm("10000", None));
     h.send(Event::Halt { flatten: false });
-    for price in ["49900", "49900", "49900", "49900", "50000"] {
-        h.trade(Venue::Usdm, BTC, price);
-    }
+    cross(&mut h, BTC, "49900", "50000");
     assert!(h.entries().is_empty());
     assert!(h.journal().iter().any(|j| matches!(j, Journal::EntrySuppressed { .. })));
     h.send(Event::Resume);
-    for price in ["49000", "49000", "49000", "49000", "49500"] {
-        h.trade(Venue::Usdm, BTC, price);
-    }
+    cross(&mut h, BTC, "49000", "49500");
     assert_eq!(h.entries().len(), 1);
     let kinds: Vec<_> = h
         .journal()
@@ -681,7 +644,7 @@ fn halt_suppresses_entries_until_resume() {
 #[test]
 fn halt_flatten_closes_every_open_position_and_entries_once_they_fill() {
     let mut h = Harness::default();
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+    let params = fast_arm("10000", None);
     let (core, entry) = core_long_entering(&mut h, params);
     h.rules(Venue::Usdm, ETH, SymbolRules::UNRESTRICTED);
     h.position(usdm_short(ETH), "3", "3000");
@@ -772,7 +735,7 @@ fn arm_and_disarm_are_validated() {
     assert_eq!(h.send(Event::Disarm { id }), Reply::Done);
     assert!(h.view(id).is_none());
     // Once entering, disarm is refused: closing is flatten's job.
-    let params = ArmParams { capital: Some(Amount::lit("10000")), ..Default::default() };
+    let params = fast_arm("10000", None);
     let (id, _) = core_long_entering(&mut h, params);
     assert_eq!(h.send(Event::Disarm { id }), Reply::DisarmRejected(DisarmRejection::NotArmed));
     assert_eq!(h.view(id).unwrap().state, State::Core(CoreState::Entering));
