@@ -63,20 +63,24 @@ fn eight_digits(chunk: [u8; 8]) -> Option<u64> {
     Some(quads_lo.wrapping_add(quads_hi) >> 32)
 }
 
-/// Up to eight digits, right-aligned (a short integer part: "123" is 00000123).
-#[inline(always)]
-fn digits_right_aligned(digits: &[u8]) -> Option<u64> {
-    let mut chunk = [b'0'; 8];
-    chunk[8 - digits.len()..].copy_from_slice(digits);
-    eight_digits(chunk)
-}
+const POW10: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
 
-/// Up to eight digits, left-aligned (a fraction: ".35" is 35000000).
+/// A fraction of up to eight digits as 1e-8 units (".35" is 35,000,000). Binance nearly always
+/// sends exactly eight, which is one unaligned load and the SWAR reduction, no copy.
 #[inline(always)]
-fn digits_left_aligned(digits: &[u8]) -> Option<u64> {
-    let mut chunk = [b'0'; 8];
-    chunk[..digits.len()].copy_from_slice(digits);
-    eight_digits(chunk)
+fn fraction_units(digits: &[u8]) -> Option<u64> {
+    if let Ok(eight) = <[u8; 8]>::try_from(digits) {
+        return eight_digits(eight);
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 + u64::from(digit);
+    }
+    Some(value * POW10[SCALE_DIGITS - digits.len()])
 }
 
 /// Parses a Binance decimal string (`"25.35190000"`, `"-0.001"`, `"0"`) into 1e-8 units.
@@ -91,36 +95,28 @@ pub fn parse_units(s: &[u8]) -> Result<i64, DecimalError> {
         Some(b'-') => (true, &s[1..]),
         Some(_) => (false, s),
     };
-    let (int_part, frac_part) = match body.iter().position(|&b| b == b'.') {
-        Some(dot) => (&body[..dot], Some(&body[dot + 1..])),
-        None => (body, None),
-    };
-    if int_part.is_empty() {
+    // The integer part is short (a price has at most 6 or 7 digits): a plain loop beats any
+    // set-up. Saturation keeps absurd lengths from wrapping; the range check catches them.
+    let mut int_value: u64 = 0;
+    let mut int_len = 0;
+    for &b in body {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        int_value = int_value.saturating_mul(10).saturating_add(u64::from(digit));
+        int_len += 1;
+    }
+    if int_len == 0 {
         return Err(DecimalError::InvalidChar);
     }
-    let int_value = if int_part.len() <= 8 {
-        digits_right_aligned(int_part).ok_or(DecimalError::InvalidChar)?
-    } else {
-        let mut value: u64 = 0;
-        for &b in int_part {
-            let digit = b.wrapping_sub(b'0');
-            if digit > 9 {
-                return Err(DecimalError::InvalidChar);
-            }
-            value = value.saturating_mul(10).saturating_add(u64::from(digit));
+    let frac_value = match &body[int_len..] {
+        [] => 0,
+        [b'.'] => return Err(DecimalError::InvalidChar),
+        [b'.', frac @ ..] if frac.len() <= SCALE_DIGITS => {
+            fraction_units(frac).ok_or(DecimalError::InvalidChar)?
         }
-        value
-    };
-    if int_value > MAX_INT_PART {
-        return Err(DecimalError::OutOfRange);
-    }
-    let frac_value = match frac_part {
-        None => 0,
-        Some([]) => return Err(DecimalError::InvalidChar),
-        Some(frac) if frac.len() <= SCALE_DIGITS => {
-            digits_left_aligned(frac).ok_or(DecimalError::InvalidChar)?
-        }
-        Some(frac) => {
+        [b'.', frac @ ..] => {
             let (kept, extra) = frac.split_at(SCALE_DIGITS);
             for &b in extra {
                 match b {
@@ -129,9 +125,13 @@ pub fn parse_units(s: &[u8]) -> Result<i64, DecimalError> {
                     _ => return Err(DecimalError::InvalidChar),
                 }
             }
-            eight_digits(kept.try_into().expect("split at 8")).ok_or(DecimalError::InvalidChar)?
+            fraction_units(kept).ok_or(DecimalError::InvalidChar)?
         }
+        _ => return Err(DecimalError::InvalidChar),
     };
+    if int_value > MAX_INT_PART {
+        return Err(DecimalError::OutOfRange);
+    }
     // int_value <= MAX_INT_PART, so this cannot overflow u64; the i64 check catches the top sliver.
     let magnitude = int_value * SCALE as u64 + frac_value;
     let magnitude = i64::try_from(magnitude).map_err(|_| DecimalError::OutOfRange)?;
