@@ -218,6 +218,37 @@ impl Wake {
         short_fire: Price::from_units(i64::MAX),
         short_trail: Price::from_units(i64::MIN),
     };
+
+    /// Widens the band by what `p` waits for, if its stop is live.
+    fn include(&mut self, p: &Position) {
+        if !p.state.evaluates_stop() || p.stop.units() <= 0 {
+            return;
+        }
+        let next_level = p.trail.map(|t| t.next_level_price(p.level));
+        match p.key.side {
+            Side::Long => {
+                self.long_fire = self.long_fire.max(p.stop);
+                if let Some(level_price) = next_level {
+                    self.long_trail = self.long_trail.min(level_price);
+                }
+            }
+            Side::Short => {
+                self.short_fire = self.short_fire.min(p.stop);
+                if let Some(level_price) = next_level {
+                    self.short_trail = self.short_trail.max(level_price);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the trigger has reached a trailing level's price (the side's profitable direction).
+#[inline(always)]
+fn level_reached(side: Side, trigger: Price, level_price: Price) -> bool {
+    match side {
+        Side::Long => trigger >= level_price,
+        Side::Short => trigger <= level_price,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -635,31 +666,20 @@ impl Engine {
         }
         self.free_slots.push(slot);
         self.journal(sink, Journal::PositionClosed { id, by });
-        self.refresh_wake(market);
+        // The band may now be wider than needed: that costs one extra scan, which narrows it.
+    }
+
+    /// Adds one position's stop and trailing level to its market's band: enough after a
+    /// position appears or tightens, and O(1) where a full refresh would be O(market).
+    fn widen_wake(&mut self, slot: u32) {
+        let p = &self.slots[slot as usize];
+        self.markets[p.market as usize].wake.include(p);
     }
 
     fn refresh_wake(&mut self, m: usize) {
         let mut wake = Wake::IDLE;
         for &slot in &self.markets[m].live {
-            let p = &self.slots[slot as usize];
-            if !p.state.evaluates_stop() || p.stop.units() <= 0 {
-                continue;
-            }
-            let next_level = p.trail.map(|t| t.next_level_price(p.level));
-            match p.key.side {
-                Side::Long => {
-                    wake.long_fire = wake.long_fire.max(p.stop);
-                    if let Some(level_price) = next_level {
-                        wake.long_trail = wake.long_trail.min(level_price);
-                    }
-                }
-                Side::Short => {
-                    wake.short_fire = wake.short_fire.min(p.stop);
-                    if let Some(level_price) = next_level {
-                        wake.short_trail = wake.short_trail.max(level_price);
-                    }
-                }
-            }
+            wake.include(&self.slots[slot as usize]);
         }
         self.markets[m].wake = wake;
     }
@@ -676,13 +696,17 @@ impl Engine {
         if !self.lease {
             return;
         }
+        // One pass: each position is evaluated, then counted into the new wake band as it now
+        // stands (a stop that moved, a position that started exiting).
+        let mut wake = Wake::IDLE;
         let mut i = 0;
         while i < self.markets[m].live.len() {
             let slot = self.markets[m].live[i];
             self.evaluate_position(slot, sink);
+            wake.include(&self.slots[slot as usize]);
             i += 1;
         }
-        self.refresh_wake(m);
+        self.markets[m].wake = wake;
     }
 
     fn evaluate_position<S: Sink>(&mut self, slot: u32, sink: &mut S) {
@@ -694,7 +718,9 @@ impl Engine {
         let Some(trigger) = market.trigger(p.key.side) else {
             return;
         };
-        if let Some(trail) = p.trail {
+        if let Some(trail) = p.trail
+            && level_reached(p.key.side, trigger, trail.next_level_price(p.level))
+        {
             let level = trail.level(trigger);
             if level > p.level {
                 let from = p.stop;
@@ -900,7 +926,7 @@ impl Engine {
         self.journal(sink, Journal::PositionDetected { id, key, qty, entry, from });
         self.journal(sink, Journal::SafetyStopSet { id, stop, pct });
         self.evaluate_position(slot, sink);
-        self.refresh_wake(m);
+        self.widen_wake(slot);
     }
 
     fn reprice_safety_stops<S: Sink>(&mut self, m: usize, sink: &mut S) {
@@ -1002,7 +1028,7 @@ impl Engine {
                     self.slots[slot as usize].stop = stop;
                     self.journal(sink, Journal::SafetyStopSet { id, stop, pct });
                     self.evaluate_position(slot, sink);
-                    self.refresh_wake(m);
+                    self.widen_wake(slot);
                 }
             }
         }
@@ -1171,7 +1197,7 @@ impl Engine {
         } else {
             self.evaluate_position(slot, sink);
         }
-        self.refresh_wake(m);
+        self.widen_wake(slot);
     }
 
     fn close_done<S: Sink>(&mut self, slot: u32, update: OrderUpdate, sink: &mut S) {

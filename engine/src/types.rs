@@ -111,10 +111,59 @@ const SYMBOL_CAP: usize = 23;
 /// An exchange symbol held inline (Binance's longest are well under 23 bytes, e.g.
 /// `1000000BOBUSDT`, `BTCUSDT_250328`). Only `[A-Z0-9_]` is accepted, so a symbol read off the
 /// wire can be echoed into an order without further checks.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
 pub struct Symbol {
     len: u8,
     bytes: [u8; SYMBOL_CAP],
+}
+
+impl Symbol {
+    /// The symbol as three machine words: the market lookup on every tick hashes and compares
+    /// a symbol, and three word operations beat 24 byte ones (or a `bcmp` call).
+    #[inline(always)]
+    fn words(&self) -> [u64; 3] {
+        let word = |i: usize| {
+            let mut chunk = [0u8; 8];
+            for (j, byte) in chunk.iter_mut().enumerate() {
+                let at = i * 8 + j;
+                *byte = if at == 0 { self.len } else { self.bytes[at - 1] };
+            }
+            u64::from_le_bytes(chunk)
+        };
+        [word(0), word(1), word(2)]
+    }
+}
+
+impl PartialEq for Symbol {
+    #[inline(always)]
+    fn eq(&self, other: &Symbol) -> bool {
+        self.words() == other.words()
+    }
+}
+
+impl Eq for Symbol {}
+
+impl core::hash::Hash for Symbol {
+    #[inline(always)]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        for word in self.words() {
+            state.write_u64(word);
+        }
+    }
+}
+
+/// Alphabetical, as a person reads a list of symbols.
+impl PartialOrd for Symbol {
+    fn partial_cmp(&self, other: &Symbol) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Symbol {
+    fn cmp(&self, other: &Symbol) -> core::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
