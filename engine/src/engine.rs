@@ -242,6 +242,13 @@ impl Wake {
     }
 }
 
+fn closed_state(modality: Modality) -> State {
+    match modality {
+        Modality::Core => State::Core(CoreState::Closed),
+        Modality::SafetyNet => State::Safety(SafetyState::Closed),
+    }
+}
+
 /// Whether the trigger has reached a trailing level's price (the side's profitable direction).
 #[inline(always)]
 fn level_reached(side: Side, trigger: Price, level_price: Price) -> bool {
@@ -547,6 +554,8 @@ impl Engine {
                         for m in 0..self.markets.len() {
                             self.evaluate_market(m, sink);
                         }
+                        // Closes decided or ended while the lease was away are due now.
+                        self.next_retry = now;
                     }
                 }
                 Reply::Done
@@ -745,10 +754,20 @@ impl Engine {
     /// Emits the one close of a position and marks it exiting; nothing more is sent for it
     /// until this order's fate is known (DESIGN.md section 5).
     fn send_close<S: Sink>(&mut self, slot: u32, reason: CloseReason, sink: &mut S) {
+        let p = &self.slots[slot as usize];
+        let exiting = match p.modality {
+            Modality::Core => State::Core(CoreState::Exiting),
+            Modality::SafetyNet => State::Safety(SafetyState::Exiting),
+        };
         if !self.lease {
+            // Another instance may be acting: send nothing, but keep the decision due, so the
+            // close goes out as soon as this instance holds the lease again.
+            let now = self.now;
+            let p = &mut self.slots[slot as usize];
+            p.state = exiting;
+            p.retry_at = now;
             return;
         }
-        let p = &self.slots[slot as usize];
         debug_assert!(p.live.is_none(), "a second close while one is in flight");
         debug_assert_eq!(
             self.keys.get(&p.key).and_then(|k| k.owner),
@@ -757,10 +776,6 @@ impl Engine {
         );
         let rules = self.markets[p.market as usize].rules;
         let qty = rules.order_qty(p.qty);
-        let exiting = match p.modality {
-            Modality::Core => State::Core(CoreState::Exiting),
-            Modality::SafetyNet => State::Safety(SafetyState::Exiting),
-        };
         let (id, key, modality) = (p.id, p.key, p.modality);
         if !rules.meets_min_qty(qty) {
             let retry_at = self.now.saturating_add_millis(self.config.retry_cap_ms);
@@ -795,13 +810,17 @@ impl Engine {
     }
 
     fn run_due_retries<S: Sink>(&mut self, sink: &mut S) {
+        if !self.lease {
+            // Nothing may be sent; regaining the lease runs this again.
+            return;
+        }
         self.next_retry = Nanos(u64::MAX);
         for slot in 0..self.slots.len() as u32 {
             let p = &self.slots[slot as usize];
             if !p.state.is_exiting() || p.live.is_some() {
                 continue;
             }
-            if p.retry_at <= self.now && self.lease {
+            if p.retry_at <= self.now {
                 self.send_close(slot, CloseReason::Retry, sink);
             } else {
                 self.next_retry = self.next_retry.min(p.retry_at);
@@ -982,21 +1001,14 @@ impl Engine {
             // own updates are the truth for now.
             return;
         }
-        if qty.is_zero() {
-            let by = match p.live {
-                Some(LiveOrder { purpose: OrderPurpose::Close, .. }) => ClosedBy::OwnOrder,
-                _ => ClosedBy::External,
-            };
-            let closed = match p.modality {
-                Modality::Core => State::Core(CoreState::Closed),
-                Modality::SafetyNet => State::Safety(SafetyState::Closed),
-            };
-            self.retire(slot, closed, by, sink);
+        if p.live.is_some() {
+            // A close is in flight: a smaller (or zero) quantity may be that very close filling,
+            // reported before its order update. The key stays owned until the order's fate is
+            // known, so no second close can start on it; the outcome then settles the position.
             return;
         }
-        if p.live.is_some() {
-            // A close is in flight: a smaller quantity may be that very close filling, reported
-            // before its order update. Its outcome settles the quantity; later snapshots the rest.
+        if qty.is_zero() {
+            self.retire(slot, closed_state(p.modality), ClosedBy::External, sink);
             return;
         }
         match p.modality {
@@ -1145,12 +1157,18 @@ impl Engine {
                 OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::Expired,
             ) => self.close_done(slot, update, sink),
             (OrderPurpose::Close, OrderStatus::NotFound) => {
-                // It never reached the exchange: the same decision stands, under a new sequence.
+                // It never reached the exchange: the same decision stands, under a new sequence,
+                // unless the exchange meanwhile says there is nothing left to close.
                 self.slots[slot as usize].live = None;
-                self.send_close(slot, CloseReason::Retry, sink);
+                if !self.settle_if_flat(slot, ClosedBy::External, sink) {
+                    self.send_close(slot, CloseReason::Retry, sink);
+                }
             }
             (OrderPurpose::Close, OrderStatus::Rejected(kind)) => {
                 self.slots[slot as usize].live = None;
+                if self.settle_if_flat(slot, ClosedBy::External, sink) {
+                    return;
+                }
                 if kind == RejectKind::Permanent {
                     self.journal(
                         sink,
@@ -1160,6 +1178,19 @@ impl Engine {
                 self.schedule_retry(slot, kind);
             }
         }
+    }
+
+    /// Once a close's fate is known: if the exchange's latest word on the key (no older than
+    /// robsond's last fill there) is "flat", the position is over and nothing is re-sent.
+    fn settle_if_flat<S: Sink>(&mut self, slot: u32, by: ClosedBy, sink: &mut S) -> bool {
+        let p = &self.slots[slot as usize];
+        let flat = self.keys.get(&p.key).is_some_and(|k| {
+            k.exchange_ms > 0 && k.exchange_ms >= p.last_fill_ms && k.exchange_qty.is_zero()
+        });
+        if flat {
+            self.retire(slot, closed_state(p.modality), by, sink);
+        }
+        flat
     }
 
     fn entry_filled<S: Sink>(&mut self, slot: u32, update: OrderUpdate, sink: &mut S) {
@@ -1204,22 +1235,23 @@ impl Engine {
         let p = &mut self.slots[slot as usize];
         p.live = None;
         p.qty = p.qty.saturating_sub(update.cum_qty).max(Qty::ZERO);
-        p.last_fill_ms = p.last_fill_ms.max(update.exchange_ms);
+        if update.cum_qty.is_positive() {
+            p.last_fill_ms = p.last_fill_ms.max(update.exchange_ms);
+        }
         let (key, m, remaining, modality, id) = (p.key, p.market as usize, p.qty, p.modality, p.id);
         let rules = self.markets[m].rules;
+        if self.settle_if_flat(slot, ClosedBy::OwnOrder, sink) {
+            return;
+        }
         if rules.meets_min_qty(rules.order_qty(remaining)) {
             // Part of the position is still ours to close (expired partial fill, or a close
             // capped at maxQty): the stop already fired, so close the rest now.
             self.send_close(slot, CloseReason::Retry, sink);
             return;
         }
-        let closed = match modality {
-            Modality::Core => State::Core(CoreState::Closed),
-            Modality::SafetyNet => State::Safety(SafetyState::Closed),
-        };
         let k = self.key_slot(key);
         k.settle_ms = k.settle_ms.max(update.exchange_ms);
-        self.retire(slot, closed, ClosedBy::OwnOrder, sink);
+        self.retire(slot, closed_state(modality), ClosedBy::OwnOrder, sink);
         // Hand-over (DESIGN.md section 2): what the exchange still holds on the key after this
         // fill (added by hand) becomes the Safety Net's, with the exchange's entry price. Only a
         // snapshot at or after the fill counts; an older one still shows what was just closed.
