@@ -11,8 +11,8 @@ use rustc_hash::FxHashMap;
 
 use crate::events::{
     ArmParams, ArmRejection, BalanceScope, CloseProblem, CloseReason, ClosedBy, DisarmRejection,
-    EntryRejection, Event, Intent, Journal, Nanos, OrderIntent, OrderStatus, OrderUpdate, Origin,
-    Record, RejectKind, Reply, Sink,
+    EntryRejection, Event, Intent, Journal, MarginFill, Nanos, OrderIntent, OrderStatus,
+    OrderUpdate, Origin, Record, RejectKind, Reply, Sink,
 };
 use crate::filters::{RoundMode, SymbolRules, loose_side};
 use crate::money::{Amount, Price, Qty, Ratio, SCALE};
@@ -491,17 +491,8 @@ impl Engine {
                 self.on_snapshot(key, qty.abs(), entry, exchange_ms, sink);
                 Reply::Done
             }
-            Event::MarginTrade { account, symbol, side, qty, price, trade_id, exchange_ms } => {
-                self.on_margin_trade(
-                    account,
-                    symbol,
-                    side,
-                    qty,
-                    price,
-                    trade_id,
-                    exchange_ms,
-                    sink,
-                );
+            Event::MarginTrade(fill) => {
+                self.on_margin_trade(fill, sink);
                 Reply::Done
             }
             Event::Balance { account, scope, available } => {
@@ -1068,18 +1059,8 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_margin_trade<S: Sink>(
-        &mut self,
-        account: AccountId,
-        symbol: Symbol,
-        side: OrderSide,
-        qty: Qty,
-        price: Price,
-        trade_id: u64,
-        exchange_ms: u64,
-        sink: &mut S,
-    ) {
+    fn on_margin_trade<S: Sink>(&mut self, fill: MarginFill, sink: &mut S) {
+        let MarginFill { account, symbol, side, qty, price, trade_id, exchange_ms } = fill;
         let book = self.margin.entry((account, symbol)).or_default();
         if book.last_trade_id.is_some_and(|last| trade_id <= last) {
             return;

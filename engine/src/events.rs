@@ -93,6 +93,19 @@ pub struct ArmParams {
     pub ma_slow: Option<u32>,
 }
 
+/// One isolated-margin trade of the account, robsond's or the user's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarginFill {
+    pub account: AccountId,
+    pub symbol: Symbol,
+    pub side: OrderSide,
+    pub qty: Qty,
+    pub price: Price,
+    /// Binance's per-symbol trade id: a replayed fill (same or older id) is ignored.
+    pub trade_id: u64,
+    pub exchange_ms: u64,
+}
+
 /// Which balance a `Balance` event reports: the futures wallet is one per account, an isolated
 /// margin account is one per symbol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -132,15 +145,7 @@ pub enum Event {
     },
     /// One margin fill from the user-data stream (`executionReport` with a trade): the engine
     /// derives isolated-margin positions and their volume-weighted entry from these.
-    MarginTrade {
-        account: AccountId,
-        symbol: Symbol,
-        side: OrderSide,
-        qty: Qty,
-        price: Price,
-        trade_id: u64,
-        exchange_ms: u64,
-    },
+    MarginTrade(MarginFill),
     Balance {
         account: AccountId,
         scope: BalanceScope,

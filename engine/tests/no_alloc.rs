@@ -39,8 +39,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use engine::events::{
-    ArmParams, BalanceScope, CloseReason, ClosedBy, OrderIntent, OrderStatus, OrderUpdate, Origin,
-    RejectKind,
+    ArmParams, BalanceScope, CloseReason, ClosedBy, MarginFill, OrderIntent, OrderStatus,
+    OrderUpdate, Origin, RejectKind,
 };
 use engine::money::SCALE;
 use engine::types::{OrderPurpose, OrderSide, TriggerSource};
@@ -668,7 +668,7 @@ impl Sim {
 
     fn margin_trade(&mut self, a: usize, side: OrderSide, qty: i64, price: Price) {
         self.margin[a].trade_id += 1;
-        let event = Event::MarginTrade {
+        let event = Event::MarginTrade(MarginFill {
             account: self.margin[a].account,
             symbol: self.markets[MARGIN_MARKET].key.symbol,
             side,
@@ -676,7 +676,7 @@ impl Sim {
             price,
             trade_id: self.margin[a].trade_id,
             exchange_ms: self.exchange_ms,
-        };
+        });
         self.send(Kind::MarginTrade, event);
     }
 

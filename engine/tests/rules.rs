@@ -161,7 +161,15 @@ fn margin_positions_are_derived_from_fills_with_a_volume_weighted_entry() {
         let exchange_ms = h.exchange_ms + 1;
         let (qty, price) = (qty(amount), px(price));
         let account = AccountId(0);
-        h.send(Event::MarginTrade { account, symbol, side, qty, price, trade_id, exchange_ms });
+        h.send(Event::MarginTrade(MarginFill {
+            account,
+            symbol,
+            side,
+            qty,
+            price,
+            trade_id,
+            exchange_ms,
+        }));
     };
     trade(&mut h, OrderSide::Buy, "0.1", "100", 1);
     trade(&mut h, OrderSide::Buy, "0.3", "110", 2);
@@ -191,7 +199,15 @@ fn a_margin_short_is_borrowed_base_sold_and_closes_with_a_buy() {
     let exchange_ms = h.exchange_ms;
     let (side, trade_id, account) = (OrderSide::Sell, 7, AccountId(0));
     let (qty, price) = (qty("2"), px("3000"));
-    h.send(Event::MarginTrade { account, symbol, side, qty, price, trade_id, exchange_ms });
+    h.send(Event::MarginTrade(MarginFill {
+        account,
+        symbol,
+        side,
+        qty,
+        price,
+        trade_id,
+        exchange_ms,
+    }));
     let short = key(Venue::Margin, ETH, Side::Short);
     assert_eq!(h.view_of(short).unwrap().stop, px("3060"));
     h.trade(Venue::Margin, ETH, "3060");
