@@ -542,9 +542,11 @@ impl Engine {
                     self.lease = held;
                     self.journal(sink, Journal::LeaseChanged { held });
                     if held {
+                        // Prices first (trailing, real stop hits), then what was asked to close.
                         for m in 0..self.markets.len() {
                             self.evaluate_market(m, sink);
                         }
+                        self.send_deferred_flattens(sink);
                         // Closes decided or ended while the lease was away are due now.
                         self.next_retry = now;
                     }
@@ -751,12 +753,18 @@ impl Engine {
             Modality::SafetyNet => State::Safety(SafetyState::Exiting),
         };
         if !self.lease {
-            // Another instance may be acting: send nothing, but keep the decision due, so the
-            // close goes out as soon as this instance holds the lease again.
+            // Another instance may be acting: send nothing, and keep the decision where the
+            // lease's return finds it. An exiting position stays due for its retry; an open one
+            // keeps its state and stop, marked for the flatten that was asked of it.
             let now = self.now;
             let p = &mut self.slots[slot as usize];
-            p.state = exiting;
-            p.retry_at = now;
+            if p.state.is_exiting() {
+                p.retry_at = now;
+            } else if reason == CloseReason::Flatten {
+                p.flatten = true;
+            }
+            let id = p.id;
+            self.journal(sink, Journal::CloseDeferred { id, reason });
             return;
         }
         debug_assert!(p.live.is_none(), "a second close while one is in flight");
@@ -855,6 +863,21 @@ impl Engine {
                 i += 1;
             }
             self.refresh_wake(m);
+        }
+    }
+
+    /// Flattens asked for while the lease was away, now that closes may be sent.
+    fn send_deferred_flattens<S: Sink>(&mut self, sink: &mut S) {
+        for m in 0..self.markets.len() {
+            let mut i = 0;
+            while i < self.markets[m].live.len() {
+                let slot = self.markets[m].live[i];
+                let p = &self.slots[slot as usize];
+                if p.flatten && p.state.evaluates_stop() {
+                    self.send_close(slot, CloseReason::Flatten, sink);
+                }
+                i += 1;
+            }
         }
     }
 

@@ -360,6 +360,12 @@ pub enum Journal {
         id: PositionId,
         problem: CloseProblem,
     },
+    /// A close decided while this instance does not hold the lease: nothing was sent; it goes
+    /// out when the lease returns, if it is still wanted then.
+    CloseDeferred {
+        id: PositionId,
+        reason: CloseReason,
+    },
     PositionClosed {
         id: PositionId,
         by: ClosedBy,
