@@ -1,7 +1,10 @@
-//! Everything that speaks Binance (issue 3; not built yet).
+//! Everything that speaks Binance (issue 3, being built).
 //!
-//! This crate will own the wire protocol for both venues: the non-blocking WebSocket client
-//! (mio + tungstenite + rustls) for market and user-data streams, the simd-json parsers that turn
-//! frames into the engine's fixed-point events, the signed REST client the I/O thread uses, and the
-//! loopback simulator that tests and `robsond demo` run against. It must never hold trading state or
-//! decide anything: decisions belong to `engine`, durability to `persist`.
+//! This crate owns the wire protocol for both venues: the simd-json parsers that turn frames into
+//! the engine's fixed-point events (`wire`), the signed REST side the I/O thread uses (`rest`),
+//! and, to come, the non-blocking WebSocket client (mio + tungstenite + rustls) and the loopback
+//! simulator that tests and `robsond demo` run against. It must never hold trading state or decide
+//! anything: decisions belong to `engine`, durability to `persist`.
+
+pub mod rest;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! The REST side: request signing, Binance error codes, and REST response bodies.

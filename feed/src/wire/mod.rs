@@ -1,0 +1,1 @@
+//! Hot-path parsers for WebSocket frames: market streams and user-data events.
