@@ -115,6 +115,7 @@ impl TickFixture {
         assert!(on_symbol >= 1, "the target needs a place");
         assert!(on_symbol <= usize::from(u16::MAX), "one account per BTCUSDT position");
         let mut engine = Engine::new(Config::default());
+        engine.on_event(Event::Lease { held: true }, Nanos(0), &mut VecSink::default());
         engine.reserve(OTHER_SYMBOLS + 1, on_symbol + elsewhere + 16);
         let market = usdm("BTCUSDT");
         let mut now = Nanos::from_millis(1_000);

@@ -40,6 +40,9 @@ pub struct Config {
     /// First wait before re-sending a rejected close; doubles per attempt up to the cap.
     pub retry_base_ms: u64,
     pub retry_cap_ms: u64,
+    /// An order with no final answer after this long is queried by client order id, and again
+    /// every time this passes: a lost update must never leave a position waiting for good.
+    pub query_after_ms: u64,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             stale_after_ms: 5_000,
             retry_base_ms: 250,
             retry_cap_ms: 10_000,
+            query_after_ms: 10_000,
         }
     }
 }
@@ -127,6 +131,11 @@ pub struct PositionView {
 struct LiveOrder {
     cid: ClientOrderId,
     purpose: OrderPurpose,
+    /// When it was sent or last queried: the clock for the next query.
+    asked_at: Nanos,
+    /// What the exchange showed on the key when it was sent: a snapshot stamped with the fill's
+    /// own time is believed only if it is consistent with this minus what filled.
+    exchange_at_send: Qty,
 }
 
 #[derive(Clone, Debug)]
@@ -190,13 +199,19 @@ impl Position {
 #[derive(Clone, Copy, Debug, Default)]
 struct Quote {
     price: Price,
-    at: Nanos,
     known: bool,
+    /// When the stream last gave this price. A REST fallback price moves the trigger but does
+    /// not make the stream fresh: staleness (and `/readyz`) is about the stream.
+    stream_at: Option<Nanos>,
 }
 
 impl Quote {
-    fn set(&mut self, price: Price, at: Nanos) {
-        *self = Quote { price, at, known: true };
+    fn set(&mut self, price: Price, at: Nanos, origin: Origin) {
+        self.price = price;
+        self.known = true;
+        if origin == Origin::Stream {
+            self.stream_at = Some(at);
+        }
     }
 }
 
@@ -221,7 +236,15 @@ impl Wake {
 
     /// Widens the band by what `p` waits for, if its stop is live.
     fn include(&mut self, p: &Position) {
-        if !p.state.evaluates_stop() || p.stop.units() <= 0 {
+        if !p.state.evaluates_stop() {
+            return;
+        }
+        if p.stop.units() <= 0 {
+            // No stop yet (no entry and no price when it was found): every tick must look at it.
+            match p.key.side {
+                Side::Long => self.long_fire = Price::from_units(i64::MAX),
+                Side::Short => self.short_fire = Price::from_units(i64::MIN),
+            }
             return;
         }
         let next_level = p.trail.map(|t| t.next_level_price(p.level));
@@ -323,20 +346,11 @@ impl Market {
     fn is_stale(&self, now: Nanos, limit_ms: u64) -> bool {
         let oldest = match self.source {
             TriggerSource::Book => {
-                if !(self.bid.known && self.ask.known) {
-                    return true;
-                }
-                self.bid.at.min(self.ask.at)
+                self.bid.stream_at.zip(self.ask.stream_at).map(|(b, a)| b.min(a))
             }
-            _ => {
-                let quote = self.trigger_quote(Side::Long);
-                if !quote.known {
-                    return true;
-                }
-                quote.at
-            }
+            _ => self.trigger_quote(Side::Long).stream_at,
         };
-        now.millis_since(oldest) > limit_ms
+        oldest.is_none_or(|at| now.millis_since(at) > limit_ms)
     }
 }
 
@@ -423,7 +437,8 @@ impl Engine {
             next_id: 1,
             next_seq: 1,
             halted: false,
-            lease: true,
+            // DESIGN.md section 5: an instance sends nothing until it holds the lease.
+            lease: false,
             next_retry: Nanos(u64::MAX),
             now: Nanos(0),
         }
@@ -462,22 +477,22 @@ impl Engine {
     pub fn on_event<S: Sink>(&mut self, event: Event, now: Nanos, sink: &mut S) -> Reply {
         self.now = now;
         let reply = match event {
-            Event::Mark { market, price, .. } => {
+            Event::Mark { market, price, origin } => {
                 let m = self.market_slot(market);
-                self.markets[m].mark.set(price, now);
+                self.markets[m].mark.set(price, now, origin);
                 self.after_price(m, sink);
                 Reply::Done
             }
-            Event::Book { market, bid, ask, .. } => {
+            Event::Book { market, bid, ask, origin } => {
                 let m = self.market_slot(market);
-                self.markets[m].bid.set(bid, now);
-                self.markets[m].ask.set(ask, now);
+                self.markets[m].bid.set(bid, now, origin);
+                self.markets[m].ask.set(ask, now, origin);
                 self.after_price(m, sink);
                 Reply::Done
             }
             Event::Trade { market, price, origin } => {
                 let m = self.market_slot(market);
-                self.markets[m].last.set(price, now);
+                self.markets[m].last.set(price, now, origin);
                 if origin == Origin::Stream && !self.markets[m].armed.is_empty() {
                     self.feed_signals(m, price, sink);
                 }
@@ -485,7 +500,8 @@ impl Engine {
                 Reply::Done
             }
             Event::Position { key, qty, entry, exchange_ms } => {
-                if key.venue == Venue::Margin {
+                let latest = self.keys.get(&key).map_or(0, |k| k.exchange_ms);
+                if key.venue == Venue::Margin && exchange_ms >= latest {
                     self.seed_margin_book(key, qty, entry);
                 }
                 self.on_snapshot(key, qty.abs(), entry, exchange_ms, sink);
@@ -506,6 +522,9 @@ impl Engine {
             Event::Rules { market, rules } => {
                 let m = self.market_slot(market);
                 self.markets[m].rules = rules;
+                self.reround_core_stops(m);
+                // Stops set before the filters came were on the 1e-8 grid: put them on the tick.
+                self.reprice_safety_stops(m, sink);
                 Reply::Done
             }
             Event::SetTriggerSource { market, source } => {
@@ -713,13 +732,23 @@ impl Engine {
 
     fn evaluate_position<S: Sink>(&mut self, slot: u32, sink: &mut S) {
         let p = &self.slots[slot as usize];
-        if !p.state.evaluates_stop() || p.stop.units() <= 0 || !self.lease {
+        if !p.state.evaluates_stop() || !self.lease {
             return;
         }
         let market = &self.markets[p.market as usize];
         let Some(trigger) = market.trigger(p.key.side) else {
             return;
         };
+        if p.stop.units() <= 0 {
+            // A Safety Net position found with no entry price and no market price: protect it
+            // from the first price that arrives, until its real entry is known.
+            let pct = market.safety_pct.unwrap_or(self.config.safety_pct);
+            let stop = market.rules.stop_at_distance(p.key.side, trigger, pct);
+            let id = p.id;
+            self.slots[slot as usize].stop = stop;
+            self.journal(sink, Journal::SafetyStopSet { id, stop, pct });
+            return;
+        }
         if let Some(trail) = p.trail
             && level_reached(p.key.side, trigger, trail.next_level_price(p.level))
         {
@@ -774,18 +803,33 @@ impl Engine {
             "close without owning the key"
         );
         let rules = self.markets[p.market as usize].rules;
-        let qty = rules.order_qty(p.qty);
+        // The freshest quantity: a snapshot newer than robsond's own last fill on the key (a
+        // reduction by hand while an earlier close was in flight) wins; Core never closes more
+        // than it holds, nor more than the exchange shows.
+        let exchange =
+            self.keys.get(&p.key).filter(|k| k.exchange_ms > 0 && k.exchange_ms >= p.last_fill_ms);
+        let held = match (exchange, p.modality) {
+            (Some(k), Modality::SafetyNet) => k.exchange_qty,
+            (Some(k), Modality::Core) => p.qty.min(k.exchange_qty),
+            (None, _) => p.qty,
+        };
+        let qty = rules.order_qty(held);
+        let exchange_at_send = exchange.map_or(held, |k| k.exchange_qty);
         let (id, key, modality) = (p.id, p.key, p.modality);
         if !rules.meets_min_qty(qty) {
-            let retry_at = self.now.saturating_add_millis(self.config.retry_cap_ms);
-            let p = &mut self.slots[slot as usize];
-            p.state = exiting;
-            p.retry_at = retry_at;
-            self.next_retry = self.next_retry.min(retry_at);
+            // Nothing a market order can close: the position is over as far as robsond can act.
+            // The key is freed, so what the exchange shows next (the user adding by hand) is
+            // protected afresh instead of waiting behind an unclosable close.
             self.journal(sink, Journal::CloseBlocked { id, problem: CloseProblem::Dust });
+            self.retire(slot, closed_state(modality), ClosedBy::Dust, sink);
+            self.adopt_known(key, (modality == Modality::Core).then_some(id), sink);
             return;
         }
+        let now = self.now;
+        let query_at = now.saturating_add_millis(self.config.query_after_ms);
+        self.next_retry = self.next_retry.min(query_at);
         let p = &mut self.slots[slot as usize];
+        p.qty = held;
         p.seq += 1;
         let cid = ClientOrderId::new(OrderTag {
             modality,
@@ -793,7 +837,8 @@ impl Engine {
             position: id,
             sequence: p.seq,
         });
-        p.live = Some(LiveOrder { cid, purpose: OrderPurpose::Close });
+        p.live =
+            Some(LiveOrder { cid, purpose: OrderPurpose::Close, asked_at: now, exchange_at_send });
         p.state = exiting;
         p.retry_at = Nanos(u64::MAX);
         let intent = OrderIntent {
@@ -814,9 +859,22 @@ impl Engine {
             return;
         }
         self.next_retry = Nanos(u64::MAX);
+        let query_after = self.config.query_after_ms;
         for slot in 0..self.slots.len() as u32 {
             let p = &self.slots[slot as usize];
-            if !p.state.is_exiting() || p.live.is_some() {
+            if p.state.is_terminal() {
+                continue;
+            }
+            if let Some(live) = p.live {
+                let due = live.asked_at.saturating_add_millis(query_after);
+                if due <= self.now {
+                    self.query(slot, sink);
+                } else {
+                    self.next_retry = self.next_retry.min(due);
+                }
+                continue;
+            }
+            if !p.state.is_exiting() {
                 continue;
             }
             if p.retry_at <= self.now {
@@ -825,6 +883,20 @@ impl Engine {
                 self.next_retry = self.next_retry.min(p.retry_at);
             }
         }
+    }
+
+    /// Asks the exchange for the fate of the position's live order, and restarts its clock.
+    fn query<S: Sink>(&mut self, slot: u32, sink: &mut S) {
+        let now = self.now;
+        let query_at = now.saturating_add_millis(self.config.query_after_ms);
+        let p = &mut self.slots[slot as usize];
+        let Some(live) = p.live.as_mut() else { return };
+        live.asked_at = now;
+        let (id, key, cid) = (p.id, p.key, live.cid);
+        self.next_retry = self.next_retry.min(query_at);
+        self.journal(sink, Journal::QuerySent { id, cid });
+        let (account, venue, symbol) = (key.account, key.venue, key.symbol);
+        sink.intent(Intent::Query { account, venue, symbol, cid });
     }
 
     fn schedule_retry(&mut self, slot: u32, kind: RejectKind) {
@@ -962,6 +1034,18 @@ impl Engine {
         self.widen_wake(slot);
     }
 
+    fn reround_core_stops(&mut self, m: usize) {
+        let grid = self.markets[m].rules.price_grid();
+        for i in 0..self.markets[m].live.len() {
+            let slot = self.markets[m].live[i];
+            let p = &mut self.slots[slot as usize];
+            if p.modality == Modality::Core && p.stop.is_positive() {
+                let side = p.key.side;
+                p.stop = Price::from_units(grid.round(p.stop.units(), loose_side(side)));
+            }
+        }
+    }
+
     fn reprice_safety_stops<S: Sink>(&mut self, m: usize, sink: &mut S) {
         let pct = self.safety_pct(m);
         let rules = self.markets[m].rules;
@@ -1030,7 +1114,9 @@ impl Engine {
                 // The user reduced a Core position by hand: never close more than is there.
                 // Quantity added by hand stays out of Core's close and goes to the Safety Net
                 // after Core exits.
-                if qty < p.qty {
+                // Only strictly after robsond's own last fill: an update stamped with the fill's
+                // own time may be an intermediate one from the same match.
+                if qty < p.qty && exchange_ms > p.last_fill_ms {
                     let (id, entry) = (p.id, p.entry);
                     self.slots[slot as usize].qty = qty;
                     self.journal(sink, Journal::PositionUpdated { id, qty, entry });
@@ -1084,6 +1170,9 @@ impl Engine {
 
     fn on_margin_trade<S: Sink>(&mut self, fill: MarginFill, sink: &mut S) {
         let MarginFill { account, symbol, side, qty, price, trade_id, exchange_ms } = fill;
+        if !qty.is_positive() || !price.is_positive() {
+            return;
+        }
         let book = self.margin.entry((account, symbol)).or_default();
         if book.last_trade_id.is_some_and(|last| trade_id <= last) {
             return;
@@ -1139,22 +1228,16 @@ impl Engine {
                 p.entry = update.avg_price;
             }
             (OrderPurpose::Close, OrderStatus::PartiallyFilled) => {}
-            (_, OrderStatus::Unknown) => {
-                let key = self.slots[slot as usize].key;
-                self.journal(sink, Journal::QuerySent { id, cid: update.cid });
-                sink.intent(Intent::Query {
-                    account: key.account,
-                    venue: key.venue,
-                    symbol: key.symbol,
-                    cid: update.cid,
-                });
-            }
+            (_, OrderStatus::Unknown) => self.query(slot, sink),
             (OrderPurpose::Entry, OrderStatus::Filled) => self.entry_filled(slot, update, sink),
             (OrderPurpose::Entry, OrderStatus::Canceled | OrderStatus::Expired) if filled => {
                 self.entry_filled(slot, update, sink)
             }
             (OrderPurpose::Entry, _) => {
+                let key = self.slots[slot as usize].key;
                 self.retire(slot, State::Core(CoreState::EntryFailed), ClosedBy::EntryFailed, sink);
+                // A manual position that arrived while the entry was in flight was only recorded.
+                self.adopt_known(key, None, sink);
             }
             (
                 OrderPurpose::Close,
@@ -1181,6 +1264,14 @@ impl Engine {
                 }
                 self.schedule_retry(slot, kind);
             }
+        }
+    }
+
+    /// Protects what the exchange last reported on an unowned key, if anything.
+    fn adopt_known<S: Sink>(&mut self, key: PositionKey, from: Option<PositionId>, sink: &mut S) {
+        let Some(k) = self.keys.get(&key).copied() else { return };
+        if k.owner.is_none() && k.exchange_qty.is_positive() && k.exchange_ms >= k.settle_ms {
+            self.adopt(key, k.exchange_qty, k.exchange_entry, from, sink);
         }
     }
 
@@ -1237,7 +1328,7 @@ impl Engine {
 
     fn close_done<S: Sink>(&mut self, slot: u32, update: OrderUpdate, sink: &mut S) {
         let p = &mut self.slots[slot as usize];
-        p.live = None;
+        let at_send = p.live.take().map_or(Qty::ZERO, |live| live.exchange_at_send);
         p.qty = p.qty.saturating_sub(update.cum_qty).max(Qty::ZERO);
         if update.cum_qty.is_positive() {
             p.last_fill_ms = p.last_fill_ms.max(update.exchange_ms);
@@ -1257,10 +1348,16 @@ impl Engine {
         k.settle_ms = k.settle_ms.max(update.exchange_ms);
         self.retire(slot, closed_state(modality), ClosedBy::OwnOrder, sink);
         // Hand-over (DESIGN.md section 2): what the exchange still holds on the key after this
-        // fill (added by hand) becomes the Safety Net's, with the exchange's entry price. Only a
-        // snapshot at or after the fill counts; an older one still shows what was just closed.
+        // fill (added by hand) becomes the Safety Net's, with the exchange's entry price. A
+        // snapshot older than the fill still shows what was just closed; one stamped with the
+        // fill's own time may be an intermediate one from the same match, and is believed only
+        // if it is no more than what the exchange showed at send time minus what filled.
+        // Anything else waits for the next snapshot.
         let k = self.keys[&key];
-        if k.exchange_ms >= update.exchange_ms && k.exchange_qty.is_positive() {
+        let after = k.exchange_ms > update.exchange_ms;
+        let consistent = k.exchange_ms == update.exchange_ms
+            && k.exchange_qty <= at_send.saturating_sub(update.cum_qty);
+        if (after || consistent) && k.exchange_qty.is_positive() {
             let from = (modality == Modality::Core).then_some(id);
             self.adopt(key, k.exchange_qty, k.exchange_entry, from, sink);
         }
@@ -1373,10 +1470,16 @@ impl Engine {
             self.journal(sink, Journal::EntrySuppressed { id });
             return false;
         }
-        let holder = self.keys.get(&key).and_then(|k| match k.owner {
-            Some(owner) => Some(Some(self.slots[owner as usize].modality)),
-            None if k.exchange_qty.is_positive() => Some(None),
-            None => None,
+        // The opposite side counts too: a margin account holds one net position per symbol, and a
+        // futures account in one-way mode one per symbol, so entering against a manual position
+        // would reduce it, not sit beside it.
+        let opposite = PositionKey { side: key.side.opposite(), ..key };
+        let holder = [key, opposite].iter().find_map(|k| {
+            self.keys.get(k).and_then(|k| match k.owner {
+                Some(owner) => Some(Some(self.slots[owner as usize].modality)),
+                None if k.exchange_qty.is_positive() => Some(None),
+                None => None,
+            })
         });
         if let Some(holder) = holder {
             self.journal(sink, Journal::EntryBlocked { id, holder });
@@ -1402,7 +1505,14 @@ impl Engine {
             position: id,
             sequence: p.seq,
         });
-        p.live = Some(LiveOrder { cid, purpose: OrderPurpose::Entry });
+        p.live = Some(LiveOrder {
+            cid,
+            purpose: OrderPurpose::Entry,
+            asked_at: now,
+            exchange_at_send: Qty::ZERO,
+        });
+        let query_at = now.saturating_add_millis(self.config.query_after_ms);
+        self.next_retry = self.next_retry.min(query_at);
         p.state = State::Core(CoreState::Entering);
         p.since = now;
         let intent = OrderIntent {

@@ -257,6 +257,8 @@ pub enum ClosedBy {
     External,
     /// The entry never filled.
     EntryFailed,
+    /// What remained was below the step or minQty: no market order can close it.
+    Dust,
 }
 
 /// Why a close could not be sent; the position stays owned and flagged until the exchange moves.

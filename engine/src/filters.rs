@@ -30,7 +30,12 @@ fn div_round(num: i128, den: i128, mode: RoundMode) -> i128 {
     match mode {
         RoundMode::Down => div_floor(num, den),
         RoundMode::Up => -div_floor(-num, den),
-        RoundMode::Nearest => div_floor(2 * num + den, 2 * den),
+        RoundMode::Nearest => {
+            // Not floor((2·num + den) / 2·den): doubling can overflow at the range's edge.
+            let below = div_floor(num, den);
+            let rest = num - below * den;
+            if rest >= den - rest { below + 1 } else { below }
+        }
     }
 }
 

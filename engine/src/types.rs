@@ -34,6 +34,13 @@ impl Side {
         }
     }
 
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Long => Side::Short,
+            Side::Short => Side::Long,
+        }
+    }
+
     /// The order side that opens (or adds to) a position on this side.
     pub fn opening_order(self) -> OrderSide {
         match self {

@@ -183,6 +183,8 @@ impl Sink for Tally {
                 ClosedBy::OwnOrder => c.closed_own += 1,
                 ClosedBy::External => c.closed_external += 1,
                 ClosedBy::EntryFailed => c.entry_failed += 1,
+                // Counted by its CloseBlocked { Dust } record.
+                ClosedBy::Dust => {}
             },
             Journal::EntrySignal { .. } => c.signals += 1,
             Journal::EntrySuppressed { .. } => c.suppressed += 1,
@@ -420,6 +422,7 @@ fn core_side(i: usize) -> Side {
 impl Sim {
     fn new() -> Sim {
         let mut engine = Engine::new(Config::default());
+        engine.on_event(Event::Lease { held: true }, Nanos(0), &mut VecSink::default());
         engine.reserve(MARKETS.len(), 1024);
         let markets = MARKETS
             .iter()

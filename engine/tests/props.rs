@@ -1860,7 +1860,7 @@ fn check_retries_happen(trace: &Trace) -> Result<(), TestCaseError> {
 // ---------------------------------------------------------------------------------------------
 
 fn replay(trace: &Trace, reserve: bool) -> (VecSink, Vec<Reply>, Vec<PositionView>) {
-    let mut engine = Engine::new(trace.config);
+    let mut engine = common::leased_engine(trace.config);
     if reserve {
         engine.reserve(64, 4096);
     }

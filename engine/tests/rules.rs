@@ -700,11 +700,16 @@ fn stale_trigger_prices_are_reported_and_journaled_once_per_change() {
     assert_eq!(h.engine.stale_markets(h.now).count(), 1);
     h.send(Event::Tick);
     h.send(Event::Tick);
-    // A REST fallback price keeps the stop alive and makes the market fresh again.
+    // A REST fallback price keeps the stop alive, but the stream is still down: still stale.
     let m = market(Venue::Usdm, BTC);
     h.send(Event::Mark { market: m, price: px("48000"), origin: Origin::RestFallback });
     assert_eq!(h.closes().len(), 1, "a fallback price fires the stop");
+    assert_eq!(h.engine.stale_markets(h.now).count(), 1, "a fallback price is not the stream");
     h.send(Event::Tick);
+    // The stream comes back.
+    h.mark(BTC, "48100");
+    h.send(Event::Tick);
+    assert_eq!(h.engine.stale_markets(h.now).count(), 0);
     let changes: Vec<_> = h
         .journal()
         .into_iter()

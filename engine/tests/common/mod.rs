@@ -58,10 +58,18 @@ impl Default for Harness {
     }
 }
 
+/// An engine that holds the account lease, as the one running instance does; granted at time
+/// zero into a throwaway sink, so outputs start clean.
+pub fn leased_engine(config: Config) -> Engine {
+    let mut engine = Engine::new(config);
+    engine.on_event(Event::Lease { held: true }, Nanos(0), &mut VecSink::default());
+    engine
+}
+
 impl Harness {
     pub fn new(config: Config) -> Harness {
         Harness {
-            engine: Engine::new(config),
+            engine: leased_engine(config),
             out: VecSink::default(),
             now: Nanos::from_millis(1_000),
             exchange_ms: 1_700_000_000_000,
