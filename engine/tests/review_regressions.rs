@@ -8,42 +8,6 @@ use engine::events::*;
 use engine::types::OrderSide;
 use engine::*;
 
-/// MA 2/4, a capital and a technical stop (as in rules.rs).
-fn fast_arm(capital: &str, technical_stop: Option<&str>) -> ArmParams {
-    ArmParams {
-        capital: Some(Amount::lit(capital)),
-        technical_stop: technical_stop.map(px),
-        ma_fast: Some(2),
-        ma_slow: Some(4),
-        ..Default::default()
-    }
-}
-
-/// Arms a BTC long and crosses it up at 50,000; returns the entry order.
-fn core_long_entering(h: &mut Harness, params: ArmParams) -> (PositionId, OrderIntent) {
-    h.rules(Venue::Usdm, BTC, btc_rules());
-    h.balance_usdm("100000");
-    let id = h.arm(usdm_long(BTC), params);
-    for price in ["49900", "49900", "49900", "49900", "50000"] {
-        h.trade(Venue::Usdm, BTC, price);
-    }
-    (id, h.entries()[0])
-}
-
-fn margin_fill(h: &mut Harness, side: OrderSide, amount: &str, price: &str, trade_id: u64) {
-    let exchange_ms = h.exchange_ms + 1;
-    let (account, symbol, qty, price) = (AccountId(0), Symbol::lit(ETH), qty(amount), px(price));
-    h.send(Event::MarginTrade(MarginFill {
-        account,
-        symbol,
-        side,
-        qty,
-        price,
-        trade_id,
-        exchange_ms,
-    }));
-}
-
 fn queries(h: &Harness) -> usize {
     h.out.intents.iter().filter(|i| matches!(i, Intent::Query { .. })).count()
 }
@@ -174,7 +138,7 @@ fn f3b_a_dust_exiting_safety_position_does_not_sweep_a_new_one() {
 fn f4_a_margin_core_short_is_blocked_by_a_manual_margin_long() {
     let mut h = Harness::default();
     eth_margin_rules(&mut h);
-    margin_fill(&mut h, OrderSide::Buy, "2", "3000", 1);
+    h.margin_trade(ETH, OrderSide::Buy, "2", "3000", 1);
     let scope = BalanceScope::MarginIsolated(Symbol::lit(ETH));
     h.send(Event::Balance { account: AccountId(0), scope, available: Amount::lit("100000") });
     h.arm(key(Venue::Margin, ETH, Side::Short), fast_arm("30000", Some("3100")));
@@ -188,10 +152,10 @@ fn f4_a_margin_core_short_is_blocked_by_a_manual_margin_long() {
 fn f5_a_retried_close_uses_the_exchanges_latest_quantity() {
     let mut h = Harness::default();
     eth_margin_rules(&mut h);
-    margin_fill(&mut h, OrderSide::Buy, "0.5", "3000", 1);
+    h.margin_trade(ETH, OrderSide::Buy, "0.5", "3000", 1);
     h.trade(Venue::Margin, ETH, "2900");
     let first = h.closes()[0];
-    margin_fill(&mut h, OrderSide::Sell, "0.3", "2900", 2); // 0.3 sold by hand meanwhile
+    h.margin_trade(ETH, OrderSide::Sell, "0.3", "2900", 2); // 0.3 sold by hand meanwhile
     h.reject(&first, RejectKind::Permanent); // insufficient balance
     h.advance_ms(11_000);
     h.send(Event::Tick);
@@ -204,10 +168,10 @@ fn f6_a_stale_margin_rebuild_does_not_overwrite_the_fill_book() {
     eth_margin_rules(&mut h);
     let long = key(Venue::Margin, ETH, Side::Long);
     let t0 = h.exchange_ms;
-    margin_fill(&mut h, OrderSide::Buy, "1", "3000", 1);
-    margin_fill(&mut h, OrderSide::Buy, "0.5", "3000", 2);
+    h.margin_trade(ETH, OrderSide::Buy, "1", "3000", 1);
+    h.margin_trade(ETH, OrderSide::Buy, "0.5", "3000", 2);
     h.send(Event::Position { key: long, qty: qty("1"), entry: px("3000"), exchange_ms: t0 + 1 });
-    margin_fill(&mut h, OrderSide::Sell, "1.5", "3010", 3); // the user sells everything
+    h.margin_trade(ETH, OrderSide::Sell, "1.5", "3010", 3); // the user sells everything
     h.trade(Venue::Margin, ETH, "3100");
     assert!(h.closes().is_empty(), "phantom short closed: {:?}", h.closes());
 }
@@ -242,7 +206,7 @@ fn f9_a_failed_entry_hands_a_known_manual_position_to_the_safety_net() {
 #[test]
 fn f10_a_zero_quantity_margin_fill_does_not_panic() {
     let mut h = Harness::default();
-    margin_fill(&mut h, OrderSide::Buy, "0", "3000", 1);
+    h.margin_trade(ETH, OrderSide::Buy, "0", "3000", 1);
 }
 
 #[test]

@@ -156,25 +156,10 @@ fn margin_positions_are_derived_from_fills_with_a_volume_weighted_entry() {
     let mut h = Harness::default();
     let rules = SymbolRules { tick: px("0.01"), step: qty("0.001"), ..SymbolRules::UNRESTRICTED };
     h.rules(Venue::Margin, ETH, rules);
-    let symbol = Symbol::lit(ETH);
-    let trade = |h: &mut Harness, side, amount: &str, price: &str, trade_id| {
-        let exchange_ms = h.exchange_ms + 1;
-        let (qty, price) = (qty(amount), px(price));
-        let account = AccountId(0);
-        h.send(Event::MarginTrade(MarginFill {
-            account,
-            symbol,
-            side,
-            qty,
-            price,
-            trade_id,
-            exchange_ms,
-        }));
-    };
-    trade(&mut h, OrderSide::Buy, "0.1", "100", 1);
-    trade(&mut h, OrderSide::Buy, "0.3", "110", 2);
+    h.margin_trade(ETH, OrderSide::Buy, "0.1", "100", 1);
+    h.margin_trade(ETH, OrderSide::Buy, "0.3", "110", 2);
     // A replayed fill (same trade id) changes nothing.
-    trade(&mut h, OrderSide::Buy, "0.3", "110", 2);
+    h.margin_trade(ETH, OrderSide::Buy, "0.3", "110", 2);
     let long = key(Venue::Margin, ETH, Side::Long);
     let view = h.view_of(long).unwrap();
     // (0.1 × 100 + 0.3 × 110) / 0.4 = 107.5; stop 107.5 × 0.98 = 105.35.
@@ -195,24 +180,12 @@ fn margin_positions_are_derived_from_fills_with_a_volume_weighted_entry() {
 #[test]
 fn a_margin_short_is_borrowed_base_sold_and_closes_with_a_buy() {
     let mut h = Harness::default();
-    let symbol = Symbol::lit(ETH);
-    let exchange_ms = h.exchange_ms;
-    let (side, trade_id, account) = (OrderSide::Sell, 7, AccountId(0));
-    let (qty, price) = (qty("2"), px("3000"));
-    h.send(Event::MarginTrade(MarginFill {
-        account,
-        symbol,
-        side,
-        qty,
-        price,
-        trade_id,
-        exchange_ms,
-    }));
+    h.margin_trade(ETH, OrderSide::Sell, "2", "3000", 7);
     let short = key(Venue::Margin, ETH, Side::Short);
     assert_eq!(h.view_of(short).unwrap().stop, px("3060"));
     h.trade(Venue::Margin, ETH, "3060");
     let close = h.closes()[0];
-    assert_eq!((close.order_side, close.qty), (OrderSide::Buy, self::qty("2")));
+    assert_eq!((close.order_side, close.qty), (OrderSide::Buy, qty("2")));
 }
 
 #[test]
@@ -227,43 +200,6 @@ fn dust_below_the_minimum_quantity_is_reported_once_and_not_protected() {
 }
 
 // ---- Core Trading (DESIGN.md section 4) ----
-
-/// MA 2/4 (so a handful of trades makes a signal), a capital, and optionally a technical stop.
-fn fast_arm(capital: &str, technical_stop: Option<&str>) -> ArmParams {
-    ArmParams {
-        capital: Some(Amount::lit(capital)),
-        technical_stop: technical_stop.map(px),
-        ma_fast: Some(2),
-        ma_slow: Some(4),
-        ..Default::default()
-    }
-}
-
-/// Four trades at `base` fill the slow window; a fifth at `cross` crosses the fast SMA over it
-/// (for `cross` > `base`; below it for a short).
-fn cross(h: &mut Harness, symbol: &str, base: &str, cross: &str) {
-    for _ in 0..4 {
-        h.trade(Venue::Usdm, symbol, base);
-    }
-    h.trade(Venue::Usdm, symbol, cross);
-}
-
-/// Arms a BTC long (with MA 2/4 from `fast_arm`) and drives trades until it crosses up at
-/// 50,000.
-fn core_long_entering(h: &mut Harness, params: ArmParams) -> (PositionId, OrderIntent) {
-    h.rules(Venue::Usdm, BTC, btc_rules());
-    h.balance_usdm("100000");
-    let id = h.arm(usdm_long(BTC), params);
-    for _ in 0..4 {
-        h.trade(Venue::Usdm, BTC, "49900");
-    }
-    assert!(h.entries().is_empty(), "no signal until the slow window is full and crossed");
-    // fast (49,900 + 50,000) / 2 = 49,950 > slow (3 × 49,900 + 50,000) / 4 = 49,925.
-    h.trade(Venue::Usdm, BTC, "50000");
-    let entries = h.entries();
-    assert_eq!(entries.len(), 1);
-    (id, entries[0])
-}
 
 #[test]
 fn worked_example_long_from_signal_to_exit() {

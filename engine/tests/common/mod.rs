@@ -2,8 +2,10 @@
 //! speaks in Binance-shaped facts (a mark price, a position snapshot, an order fill).
 #![allow(dead_code)]
 
-use engine::events::{ArmParams, BalanceScope, OrderStatus, OrderUpdate, Origin, RejectKind};
-use engine::types::OrderPurpose;
+use engine::events::{
+    ArmParams, BalanceScope, MarginFill, OrderStatus, OrderUpdate, Origin, RejectKind,
+};
+use engine::types::{OrderPurpose, OrderSide};
 use engine::*;
 
 pub const BTC: &str = "BTCUSDT";
@@ -113,6 +115,27 @@ impl Harness {
         self.send(Event::Position { key, qty: qty(amount), entry: px(entry), exchange_ms });
     }
 
+    /// One isolated-margin fill on the user-data stream, stamped with the exchange clock.
+    pub fn margin_trade(
+        &mut self,
+        symbol: &str,
+        side: OrderSide,
+        amount: &str,
+        price: &str,
+        trade_id: u64,
+    ) {
+        let fill = MarginFill {
+            account: AccountId(0),
+            symbol: Symbol::lit(symbol),
+            side,
+            qty: qty(amount),
+            price: px(price),
+            trade_id,
+            exchange_ms: self.exchange_ms + 1,
+        };
+        self.send(Event::MarginTrade(fill));
+    }
+
     pub fn balance_usdm(&mut self, amount: &str) {
         let available = Amount::lit(amount);
         self.send(Event::Balance {
@@ -189,4 +212,43 @@ impl Harness {
             .positions()
             .find(|p| p.key == key && !matches!(p.state, State::Core(CoreState::Armed)))
     }
+}
+
+// ---- Core set-ups shared by the rule and regression tests ----
+
+/// MA 2/4 (so a handful of trades makes a signal), a capital, and optionally a technical stop.
+pub fn fast_arm(capital: &str, technical_stop: Option<&str>) -> ArmParams {
+    ArmParams {
+        capital: Some(Amount::lit(capital)),
+        technical_stop: technical_stop.map(px),
+        ma_fast: Some(2),
+        ma_slow: Some(4),
+        ..Default::default()
+    }
+}
+
+/// Four trades at `base` fill the slow window; a fifth at `cross` crosses the fast SMA over it
+/// (for `cross` > `base`; below it for a short).
+pub fn cross(h: &mut Harness, symbol: &str, base: &str, cross: &str) {
+    for _ in 0..4 {
+        h.trade(Venue::Usdm, symbol, base);
+    }
+    h.trade(Venue::Usdm, symbol, cross);
+}
+
+/// Arms a BTC long (with MA 2/4 from `fast_arm`) and drives trades until it crosses up at
+/// 50,000.
+pub fn core_long_entering(h: &mut Harness, params: ArmParams) -> (PositionId, events::OrderIntent) {
+    h.rules(Venue::Usdm, BTC, btc_rules());
+    h.balance_usdm("100000");
+    let id = h.arm(usdm_long(BTC), params);
+    for _ in 0..4 {
+        h.trade(Venue::Usdm, BTC, "49900");
+    }
+    assert!(h.entries().is_empty(), "no signal until the slow window is full and crossed");
+    // fast (49,900 + 50,000) / 2 = 49,950 > slow (3 × 49,900 + 50,000) / 4 = 49,925.
+    h.trade(Venue::Usdm, BTC, "50000");
+    let entries = h.entries();
+    assert_eq!(entries.len(), 1);
+    (id, entries[0])
 }
