@@ -29,14 +29,7 @@
 //!
 //! Set `NO_ALLOC_TRACE=1` to print a backtrace for every allocation made while armed.
 
-// The counting allocator is the one `unsafe` impl in this test binary: `GlobalAlloc` is an unsafe
-// trait, and each method forwards to `System` unchanged.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::backtrace::Backtrace;
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use testkit::{CountingAlloc, armed_allocations, set_armed, trace_from_env};
 
 use engine::events::{
     ArmParams, BalanceScope, CloseReason, ClosedBy, MarginFill, OrderIntent, OrderStatus,
@@ -47,58 +40,6 @@ use engine::types::{OrderPurpose, OrderSide, TriggerSource};
 use engine::*;
 
 // ---- the counting allocator ----
-
-struct CountingAlloc;
-
-static ARMED_ALLOCS: AtomicU64 = AtomicU64::new(0);
-static TRACE: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    // Const-initialised and without a destructor: reading it from inside the allocator never
-    // allocates or registers anything.
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn set_armed(on: bool) {
-    ARMED.with(|armed| armed.set(on));
-}
-
-fn note_alloc(layout: Layout) {
-    // Disarmed while noting, so that the backtrace's own allocations are not counted (nor traced).
-    if !ARMED.try_with(|armed| armed.replace(false)).unwrap_or(false) {
-        return;
-    }
-    ARMED_ALLOCS.fetch_add(1, Relaxed);
-    if TRACE.load(Relaxed) {
-        eprintln!(
-            "allocation of {} bytes while armed:\n{}",
-            layout.size(),
-            Backtrace::force_capture()
-        );
-    }
-    let _ = ARMED.try_with(|armed| armed.set(true));
-}
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc(layout);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -501,13 +442,13 @@ impl Sim {
     /// One event into the engine, the allocator armed around it when measuring; then the
     /// engine's orders go to the simulated exchange.
     fn send(&mut self, kind: Kind, event: Event) -> Reply {
-        let before = ARMED_ALLOCS.load(Relaxed);
+        let before = armed_allocations();
         if self.measuring {
             set_armed(true);
         }
         let reply = self.engine.on_event(event, self.now, &mut self.sink);
         set_armed(false);
-        self.allocs_by_kind[kind as usize] += ARMED_ALLOCS.load(Relaxed) - before;
+        self.allocs_by_kind[kind as usize] += armed_allocations() - before;
         self.events_by_kind[kind as usize] += 1;
         self.measured_events += u64::from(self.measuring);
         for i in 0..self.sink.intents.len() {
@@ -940,7 +881,7 @@ impl Sim {
 
 #[test]
 fn steady_state_allocates_nothing() {
-    TRACE.store(std::env::var_os("NO_ALLOC_TRACE").is_some(), Relaxed);
+    trace_from_env();
     let mut sim = Sim::new();
     sim.setup();
     for _ in 0..WARMUP {
@@ -951,12 +892,12 @@ fn steady_state_allocates_nothing() {
     let sink_capacity = sim.sink.intents.capacity();
 
     sim.measuring = true;
-    let before = ARMED_ALLOCS.load(Relaxed);
+    let before = armed_allocations();
     for _ in 0..MEASURED {
         sim.step();
     }
     sim.measuring = false;
-    let allocations = ARMED_ALLOCS.load(Relaxed) - before;
+    let allocations = armed_allocations() - before;
     let c = sim.sink.counts;
 
     println!("warm-up ({WARMUP} steps after set-up): {warm:#?}");

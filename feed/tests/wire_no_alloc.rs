@@ -16,16 +16,9 @@
 //!
 //! Set `NO_ALLOC_TRACE=1` to print a backtrace for every allocation made while armed.
 
-// The counting allocator is the one `unsafe` impl in this test binary: `GlobalAlloc` is an unsafe
-// trait, and each method forwards to `System` unchanged.
-#![allow(unsafe_code)]
-
 mod wire_common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::backtrace::Backtrace;
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use testkit::{CountingAlloc, armed_allocations, set_armed, trace_from_env};
 
 use engine::Event;
 use engine::types::{AccountId, Symbol, Venue};
@@ -33,58 +26,6 @@ use feed::wire::{Asset, Connection, ErrorKind, FrameError, FrameParser, Parsed};
 use wire_common::*;
 
 // ---- the counting allocator ----
-
-struct CountingAlloc;
-
-static ARMED_ALLOCS: AtomicU64 = AtomicU64::new(0);
-static TRACE: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    // Const-initialised and without a destructor: reading it from inside the allocator never
-    // allocates or registers anything.
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn set_armed(on: bool) {
-    ARMED.with(|armed| armed.set(on));
-}
-
-fn note_alloc(layout: Layout) {
-    // Disarmed while noting, so that the backtrace's own allocations are not counted (nor traced).
-    if !ARMED.try_with(|armed| armed.replace(false)).unwrap_or(false) {
-        return;
-    }
-    ARMED_ALLOCS.fetch_add(1, Relaxed);
-    if TRACE.load(Relaxed) {
-        eprintln!(
-            "allocation of {} bytes while armed:\n{}",
-            layout.size(),
-            Backtrace::force_capture()
-        );
-    }
-    let _ = ARMED.try_with(|armed| armed.set(true));
-}
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc(layout);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -288,13 +229,13 @@ fn measured_parse(parser: &mut FrameParser, case: &Case, work: &mut Vec<u8>) -> 
 
 #[test]
 fn steady_state_allocates_nothing() {
-    TRACE.store(std::env::var_os("NO_ALLOC_TRACE").is_some(), Relaxed);
+    trace_from_env();
     // The control: an allocation made while armed is counted, so the zeros below mean something.
-    let before = ARMED_ALLOCS.load(Relaxed);
+    let before = armed_allocations();
     set_armed(true);
     std::hint::black_box(Box::new(1u64));
     set_armed(false);
-    assert_eq!(ARMED_ALLOCS.load(Relaxed) - before, 1, "the counting allocator does not count");
+    assert_eq!(armed_allocations() - before, 1, "the counting allocator does not count");
     let mut parsers: Vec<FrameParser> =
         [Conn::UsdmMarket, Conn::SpotMarket, Conn::UsdmUser, Conn::MarginUser]
             .into_iter()
@@ -321,7 +262,7 @@ fn steady_state_allocates_nothing() {
     );
     let mut work = Vec::with_capacity(FrameParser::DEFAULT_MAX_FRAME);
 
-    let before = ARMED_ALLOCS.load(Relaxed);
+    let before = armed_allocations();
     let mut mismatches = Vec::new();
     for _ in 0..ROUNDS {
         for case in &cases {
@@ -330,7 +271,7 @@ fn steady_state_allocates_nothing() {
             }
         }
     }
-    let allocations = ARMED_ALLOCS.load(Relaxed) - before;
+    let allocations = armed_allocations() - before;
     let parses = ROUNDS * cases.len();
     println!(
         "{parses} frames parsed ({} events), {allocations} allocations",
@@ -375,7 +316,7 @@ fn steady_state_allocates_nothing() {
         ("long string", long_string, None),
         ("array", array.into_bytes(), Some(array_events.len())),
     ];
-    let before = ARMED_ALLOCS.load(Relaxed);
+    let before = armed_allocations();
     for (label, mut frame, events) in big {
         assert!(frame.len() <= max && frame.len() > max - 300, "{label}: {}", frame.len());
         let mut seen = 0usize;
@@ -387,7 +328,7 @@ fn steady_state_allocates_nothing() {
             None => assert!(result.is_err(), "{label}: {result:?}"),
         }
     }
-    let allocations = ARMED_ALLOCS.load(Relaxed) - before;
+    let allocations = armed_allocations() - before;
     println!("largest frames ({max} bytes) first seen: {allocations} allocations");
     assert_eq!(allocations, 0, "a frame up to max_frame allocated");
 }
