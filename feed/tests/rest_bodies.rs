@@ -375,19 +375,21 @@ fn position_risk_defects() {
         parse_position_risk(&mut body.as_bytes().to_vec()),
         Err(BodyError::BadValue("positionAmt"))
     );
-    // A symbol robsond cannot name is set aside; the rest is kept. Numbers in place of strings
-    // are read exactly; a missing positionSide is one-way.
+    // A symbol robsond cannot name is set aside; the rest is kept. An integer in place of a
+    // string is read exactly; a missing positionSide is one-way.
     let body = r#"[{"symbol":"币安人生USDT","positionAmt":"5","entryPrice":"0.1"},
-        {"symbol":"BTCUSDT","positionAmt":0.002,"entryPrice":65000.5,"updateTime":"12","extra":[1]}]"#;
+        {"symbol":"BTCUSDT","positionAmt":2,"entryPrice":"65000.5","updateTime":"12","extra":[1]}]"#;
     let risks = parse_position_risk(&mut body.as_bytes().to_vec()).unwrap();
-    assert_eq!(risks.rows, vec![risk("BTCUSDT", PositionSide::Both, "0.002", "65000.5", 12)]);
+    assert_eq!(risks.rows, vec![risk("BTCUSDT", PositionSide::Both, "2", "65000.5", 12)]);
     assert_eq!(risks.skipped_symbols, vec!["币安人生USDT".to_owned()]);
-    // A float that needs more than 15 significant digits is not exact: refused, not rounded.
-    let body = r#"[{"symbol":"BTCUSDT","positionAmt":0.30000000000000004,"entryPrice":"1"}]"#;
-    assert_eq!(
-        parse_position_risk(&mut body.as_bytes().to_vec()),
-        Err(BodyError::Decimal("positionAmt", DecimalError::TooPrecise))
-    );
+    // A JSON float has been through f64: refused, never rounded into money.
+    for amount in ["0.002", "0.30000000000000004"] {
+        let body = format!(r#"[{{"symbol":"BTCUSDT","positionAmt":{amount},"entryPrice":"1"}}]"#);
+        assert_eq!(
+            parse_position_risk(&mut body.into_bytes()),
+            Err(BodyError::WrongType("positionAmt"))
+        );
+    }
 }
 
 #[test]
@@ -483,14 +485,21 @@ fn listen_keys_and_token() {
 
 #[test]
 fn order_type_drift_and_defects() {
-    // Ids as strings, quantities as numbers: read exactly.
+    // Ids as strings, an integer quantity as a number: read exactly.
     let body = r#"{"symbol":"BTCUSDT","orderId":"26769564559","clientOrderId":"x","updateTime":5,
-        "status":"PARTIALLY_FILLED","executedQty":0.001,"avgPrice":65982.53,"unknownField":{"a":null}}"#;
+        "status":"PARTIALLY_FILLED","executedQty":3,"avgPrice":"65982.53","unknownField":{"a":null}}"#;
     let report = parse_order(&mut body.as_bytes().to_vec()).unwrap();
     assert_eq!(report.order_id, 26_769_564_559);
-    assert_eq!(report.executed_qty, Qty::lit("0.001"));
+    assert_eq!(report.executed_qty, Qty::lit("3"));
     assert_eq!(report.avg_price, Price::lit("65982.53"));
     assert_eq!(report.status, Some(OrderStatus::PartiallyFilled));
+    // A fractional amount as a JSON number went through f64: refused.
+    let body = r#"{"symbol":"BTCUSDT","orderId":1,"clientOrderId":"x","updateTime":5,
+        "status":"FILLED","executedQty":0.001,"avgPrice":"1"}"#;
+    assert_eq!(
+        parse_order(&mut body.as_bytes().to_vec()).unwrap_err(),
+        BodyError::WrongType("executedQty")
+    );
     let cases: [(&str, BodyError); 8] = [
         (
             r#"{"symbol":"BTCUSDT","orderId":1,"clientOrderId":"x","time":1,"status":"WHATEVER","executedQty":"0"}"#,

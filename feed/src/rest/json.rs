@@ -2,8 +2,8 @@
 //!
 //! Binance drifts between types for the same field (`"5"` vs `5`, `"false"` vs `false`, ids as
 //! numbers or strings), so every getter accepts each spelling that carries the value exactly and
-//! refuses the rest with a named field. Money never passes through a float unless the float is
-//! provably the decimal that was written (see [`units_of`]).
+//! refuses the rest with a named field. Money never passes through a float: a decimal sent as a
+//! JSON float is refused (see [`units_of`]).
 
 use core::fmt;
 
@@ -56,30 +56,9 @@ pub(crate) fn array<'a, 'v>(
     value.as_array().map(Vec::as_slice).ok_or(BodyError::Shape(what))
 }
 
-/// f64 holds every decimal of at most 15 significant digits exactly enough that its shortest
-/// round-trip spelling is that decimal again (DBL_DIG = 15), and simd-json parses floats with
-/// correct rounding. So a JSON number such as `65982.53` is recovered exactly; a value needing
-/// more digits is refused rather than silently rounded.
-const FLOAT_EXACT_DIGITS: usize = 15;
-
-fn float_units(f: f64, field: &'static str) -> Result<i64, BodyError> {
-    if !f.is_finite() {
-        return Err(BodyError::Decimal(field, DecimalError::OutOfRange));
-    }
-    // Display for f64 is the shortest round-trip form and never uses an exponent.
-    let text = f.to_string();
-    let digits = text.bytes().filter(u8::is_ascii_digit).collect::<Vec<u8>>();
-    let first = digits.iter().position(|&d| d != b'0');
-    let last = digits.iter().rposition(|&d| d != b'0');
-    if let (Some(first), Some(last)) = (first, last)
-        && last - first + 1 > FLOAT_EXACT_DIGITS
-    {
-        return Err(BodyError::Decimal(field, DecimalError::TooPrecise));
-    }
-    parse_units(text.as_bytes()).map_err(|e| BodyError::Decimal(field, e))
-}
-
-/// A decimal in 1e-8 units from a string, an integer, or an exactly-representable float.
+/// A decimal in 1e-8 units from a string or an integer. A JSON float is refused: simd-json has
+/// already turned it into an f64, and money never passes through a float (ADR 0001), even where
+/// the shortest round-trip would usually recover the decimal.
 pub(crate) fn units_of(value: &Value<'_>, field: &'static str) -> Result<i64, BodyError> {
     if let Some(s) = value.as_str() {
         return parse_units(s.as_bytes()).map_err(|e| BodyError::Decimal(field, e));
@@ -90,9 +69,6 @@ pub(crate) fn units_of(value: &Value<'_>, field: &'static str) -> Result<i64, Bo
     if value.as_u64().is_some() {
         // A u64 that is not an i64 is beyond any representable decimal.
         return Err(BodyError::Decimal(field, DecimalError::OutOfRange));
-    }
-    if let Some(f) = value.as_f64() {
-        return float_units(f, field);
     }
     Err(BodyError::WrongType(field))
 }
