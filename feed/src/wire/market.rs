@@ -14,13 +14,11 @@ use super::{Connection, Emitted, Parsed, Staged, event};
 
 type Res<T> = Result<T, FrameError>;
 
-/// `markPriceUpdate`: `{"e","E","s","p":mark,"ap","i","P","r","T"}`.
+/// `E`, `s` and `p` of a market event. Binance writes them near the front (`e`, `E`, `s`, then
+/// `p`, or `a`/`t` and `p`): reading stops once all three are seen, so the rest of the object,
+/// often half of it, is never touched.
 #[inline]
-pub(super) fn mark_price<F: FnMut(Event)>(
-    obj: Obj<'_, '_>,
-    conn: &Connection,
-    sink: &mut F,
-) -> Res<Emitted> {
+fn time_symbol_price(obj: Obj<'_, '_>, conn: &Connection) -> Res<(u64, MarketKey, Price)> {
     let (mut big_e, mut s, mut p) = (None, None, None);
     for (key, v) in obj.iter() {
         let slot = match key {
@@ -30,14 +28,23 @@ pub(super) fn mark_price<F: FnMut(Event)>(
             _ => continue,
         };
         slot.get_or_insert(v);
-        // Binance writes these first (`e`, `E`, `s`, `p`, then the rest): stop reading there.
         if big_e.is_some() && s.is_some() && p.is_some() {
             break;
         }
     }
     let event_ms = uint(big_e, "E")?;
     let market = MarketKey { venue: conn.venue, symbol: symbol(s, "s")? };
-    let price = Price::from_units(decimal(p, "p")?);
+    Ok((event_ms, market, Price::from_units(decimal(p, "p")?)))
+}
+
+/// `markPriceUpdate`: `{"e","E","s","p":mark,"ap","i","P","r","T"}`.
+#[inline]
+pub(super) fn mark_price<F: FnMut(Event)>(
+    obj: Obj<'_, '_>,
+    conn: &Connection,
+    sink: &mut F,
+) -> Res<Emitted> {
+    let (event_ms, market, price) = time_symbol_price(obj, conn)?;
     sink(Event::Mark { market, price, origin: Origin::Stream });
     Ok(Emitted { event_ms: Some(event_ms), count: 1 })
 }
@@ -80,24 +87,7 @@ pub(super) fn trade<F: FnMut(Event)>(
     conn: &Connection,
     sink: &mut F,
 ) -> Res<Emitted> {
-    let (mut big_e, mut s, mut p) = (None, None, None);
-    for (key, v) in obj.iter() {
-        let slot = match key {
-            b"E" => &mut big_e,
-            b"s" => &mut s,
-            b"p" => &mut p,
-            _ => continue,
-        };
-        slot.get_or_insert(v);
-        // Binance writes these near the front (`e`, `E`, `s`, then `a` or `t`, `p`): the rest,
-        // half the object, is never read.
-        if big_e.is_some() && s.is_some() && p.is_some() {
-            break;
-        }
-    }
-    let event_ms = uint(big_e, "E")?;
-    let market = MarketKey { venue: conn.venue, symbol: symbol(s, "s")? };
-    let price = Price::from_units(decimal(p, "p")?);
+    let (event_ms, market, price) = time_symbol_price(obj, conn)?;
     sink(Event::Trade { market, price, origin: Origin::Stream });
     Ok(Emitted { event_ms: Some(event_ms), count: 1 })
 }
