@@ -75,14 +75,12 @@ fn frames() -> Vec<(&'static str, Kind, Connection, Vec<u8>)> {
         Asset::new(b"BTC").unwrap(),
     );
     let mark = fixture("futures_markPrice.json");
-    let report = fixture("spot_wsapi_executionReport.json")
-        .replace(r#""x": "NEW""#, r#""x": "TRADE""#)
-        .replace(r#""X": "NEW""#, r#""X": "PARTIALLY_FILLED""#)
-        .replace(r#""l": "0.00000000""#, r#""l": "0.50000000""#)
-        .replace(r#""z": "0.00000000""#, r#""z": "0.50000000""#)
-        .replace(r#""L": "0.00000000""#, r#""L": "0.10264410""#)
-        .replace(r#""Z": "0.00000000""#, r#""Z": "0.05132205""#)
-        .replace(r#""t": -1"#, r#""t": 12345678901"#);
+    let report = testkit::execution_report_as_trade(
+        &fixture("spot_wsapi_executionReport.json"),
+        "PARTIALLY_FILLED",
+        "0.50000000",
+        "0.05132205",
+    );
     vec![
         ("markPrice", Kind::Mark, usdm, minify(&mark)),
         (

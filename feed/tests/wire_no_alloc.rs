@@ -139,14 +139,7 @@ fn frames() -> Vec<(String, Conn, Vec<u8>)> {
     let report = f("spot_executionReport.json");
     add("executionReport raw", Conn::MarginUser, report.clone());
     add("executionReport wsapi", Conn::MarginUser, f("spot_wsapi_executionReport.json"));
-    let trade = report
-        .replace(r#""x": "NEW""#, r#""x": "TRADE""#)
-        .replace(r#""X": "NEW""#, r#""X": "FILLED""#)
-        .replace(r#""l": "0.00000000""#, r#""l": "3.00000000""#)
-        .replace(r#""z": "0.00000000""#, r#""z": "3.00000000""#)
-        .replace(r#""L": "0.00000000""#, r#""L": "0.10264410""#)
-        .replace(r#""Z": "0.00000000""#, r#""Z": "1.00000000""#)
-        .replace(r#""t": -1"#, r#""t": 12345678901"#);
+    let trade = testkit::execution_report_as_trade(&report, "FILLED", "3.00000000", "1.00000000");
     add("executionReport trade wsapi", Conn::MarginUser, wsapi_event(3, &trade));
     add(
         "executionReport cancel",

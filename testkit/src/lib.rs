@@ -1,5 +1,6 @@
 //! Test support shared by the workspace's crates, never linked into the daemon: a counting global
-//! allocator for the zero-allocation tests of the hot path.
+//! allocator for the zero-allocation tests of the hot path, and frames derived from Binance's
+//! documented payloads where the documentation prints no example of the case.
 //!
 //! Counting is armed per thread, so the test harness's other threads never show up: a test arms
 //! its own thread around exactly the calls it measures. `NO_ALLOC_TRACE=1` prints a backtrace
@@ -76,4 +77,18 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
+}
+
+/// Binance documents `executionReport` only for a new order (`spot_wsapi_executionReport.json`):
+/// this turns that payload into one trade of `qty` for `quote` with order status `status`, at
+/// price 0.10264410 and trade id 12345678901 (past 2^32, as real ids are).
+pub fn execution_report_as_trade(report: &str, status: &str, qty: &str, quote: &str) -> String {
+    report
+        .replace(r#""x": "NEW""#, r#""x": "TRADE""#)
+        .replace(r#""X": "NEW""#, &format!(r#""X": "{status}""#))
+        .replace(r#""l": "0.00000000""#, &format!(r#""l": "{qty}""#))
+        .replace(r#""z": "0.00000000""#, &format!(r#""z": "{qty}""#))
+        .replace(r#""L": "0.00000000""#, r#""L": "0.10264410""#)
+        .replace(r#""Z": "0.00000000""#, &format!(r#""Z": "{quote}""#))
+        .replace(r#""t": -1"#, r#""t": 12345678901"#)
 }
