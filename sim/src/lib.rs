@@ -1,0 +1,1 @@
+//! A loopback Binance for tests and `robsond demo` (issue 3, being built).
