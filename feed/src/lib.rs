@@ -8,3 +8,5 @@
 
 pub mod rest;
 pub mod wire;
+pub mod session;
+pub mod ws;

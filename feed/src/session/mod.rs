@@ -1,0 +1,1 @@
+//! User-data stream lifecycle and REST reconciliation (being built).

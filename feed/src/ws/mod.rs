@@ -1,0 +1,1 @@
+//! Non-blocking WebSocket client (being built).
