@@ -12,6 +12,7 @@ mod json;
 pub mod limits;
 pub mod order;
 pub mod sign;
+pub mod trades;
 pub mod user_stream;
 
 pub use account::{
