@@ -6,4 +6,5 @@
 //! recovery that rebuilds engine state at start-up. It must never sit on the hot path: the hot
 //! thread hands it events over a ring and never waits.
 
+pub mod codec;
 pub mod journal;
