@@ -7,7 +7,11 @@
 //! per side), so a tick that can neither fire a stop nor move one costs two comparisons per side.
 //! Positions live in a slab whose freed slots are reused, so steady state allocates nothing.
 
+mod restore;
+
 use rustc_hash::FxHashMap;
+
+pub use restore::{JournalFold, RestoreError};
 
 use crate::events::{
     ArmParams, ArmRejection, BalanceScope, CloseProblem, CloseReason, ClosedBy, DisarmRejection,
@@ -829,6 +833,7 @@ impl Engine {
         let query_at = now.saturating_add_millis(self.config.query_after_ms);
         self.next_retry = self.next_retry.min(query_at);
         let p = &mut self.slots[slot as usize];
+        let resized = p.qty != held;
         p.qty = held;
         p.seq += 1;
         let cid = ClientOrderId::new(OrderTag {
@@ -849,6 +854,11 @@ impl Engine {
             purpose: OrderPurpose::Close,
             modality,
         };
+        if resized {
+            // The journal must hold every quantity a restart needs: this close is for `held`.
+            let entry = self.slots[slot as usize].entry;
+            self.journal(sink, Journal::PositionUpdated { id, qty: held, entry });
+        }
         self.journal(sink, Journal::OrderSent { intent, reason: Some(reason) });
         sink.intent(Intent::Place(intent));
     }

@@ -14,7 +14,9 @@ pub mod signal;
 pub mod trailing;
 pub mod types;
 
-pub use crate::engine::{Config, CoreState, Engine, PositionView, SafetyState, State};
+pub use crate::engine::{
+    Config, CoreState, Engine, JournalFold, PositionView, RestoreError, SafetyState, State,
+};
 pub use crate::events::{Event, Intent, Journal, Nanos, Record, Reply, Sink, VecSink};
 pub use crate::filters::SymbolRules;
 pub use crate::money::{Amount, Price, Qty, Ratio};
