@@ -6,4 +6,5 @@
 //! trading rules: those live in `engine`, so that replay and tests see exactly what production
 //! decides.
 
+pub mod api;
 pub mod config;

@@ -146,10 +146,7 @@ fn secrets_come_from_files_and_never_print() {
 fn every_key_is_documented_in_the_readme() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let missing: Vec<&str> = KEYS
-        .iter()
-        .map(|k| k.name)
-        .filter(|name| !readme.contains(&format!("`{name}`")))
-        .collect();
+    let missing: Vec<&str> =
+        KEYS.iter().map(|k| k.name).filter(|name| !readme.contains(&format!("`{name}`"))).collect();
     assert!(missing.is_empty(), "README lacks {missing:?}");
 }
