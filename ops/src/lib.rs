@@ -7,5 +7,8 @@
 //! decides.
 
 pub mod api;
+pub mod client;
 pub mod config;
+pub mod decode;
+pub mod json;
 pub mod metrics;

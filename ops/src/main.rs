@@ -1,11 +1,203 @@
-//! The `robsond` binary (issue 5; not built yet).
-//!
-//! It will wire `engine`, `feed` and `persist` into the threads of DESIGN.md section 7 (pinned hot
-//! loop, I/O thread, cold thread, tiny_http) and own everything an operator touches: configuration,
-//! CLI, probes, metrics, the control API and `robsond demo`. It must not hold trading rules: those
-//! live in `engine`, so that replay and tests see exactly what production decides.
+//! The `robsond` command line: the daemon, its tools, and clients of its control API.
 
-fn main() {
-    eprintln!("robsond: the daemon is not built yet (issue 5); see README.md");
-    std::process::exit(2);
+use std::io::{self, BufReader};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use engine::types::{Symbol, Venue};
+use feed::wire::Asset;
+use robsond::client::{ApiClient, Output};
+use robsond::config::{Config, Sources};
+use robsond::decode::{DecodeOptions, decode_lines};
+
+#[derive(Parser)]
+#[command(name = "robsond", version, about = "Stop-loss and risk guard daemon for Binance")]
+struct Cli {
+    /// Optional TOML file; the environment overrides it (see README, Configuration).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VenueArg {
+    Usdm,
+    Margin,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon against the configured Binance endpoints.
+    Run {
+        /// Capture every raw frame and REST answer with its receive time.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// Run the daemon against the built-in simulator: no credentials, no Postgres.
+    Demo {
+        #[arg(long, default_value = "60")]
+        duration: u64,
+        #[arg(long, default_value = "7")]
+        seed: u64,
+        #[arg(long)]
+        forever: bool,
+    },
+    /// Apply the Postgres migrations and exit.
+    Migrate,
+    /// Run a capture through the engine and print its decisions as JSON lines.
+    Replay { file: PathBuf },
+    /// Decode Binance frames or REST bodies from stdin, one per line, as JSON lines.
+    Decode {
+        #[arg(long, value_enum, default_value = "usdm")]
+        venue: VenueArg,
+        /// The isolated pair a margin user-data capture belongs to.
+        #[arg(long)]
+        symbol: Option<String>,
+        #[arg(long, default_value = "USDT")]
+        quote: String,
+    },
+    /// Health and readiness of a running daemon.
+    Status(ClientArgs),
+    /// Every position of a running daemon.
+    Positions(ClientArgs),
+    /// Arm a Core entry.
+    Arm {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(value_enum)]
+        venue: VenueArg,
+        symbol: String,
+        /// long or short
+        side: String,
+        #[arg(long)]
+        capital: Option<String>,
+        #[arg(long)]
+        risk_pct: Option<String>,
+        #[arg(long)]
+        technical_stop: Option<String>,
+        #[arg(long)]
+        ma_fast: Option<u32>,
+        #[arg(long)]
+        ma_slow: Option<u32>,
+    },
+    /// Disarm an armed entry by id.
+    Disarm {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: u64,
+    },
+    /// Stop new entries; with --flatten, close every position.
+    Halt {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        flatten: bool,
+    },
+    /// Allow entries again.
+    Resume(ClientArgs),
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// The daemon's HTTP address.
+    #[arg(long, env = "ROBSON_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Print the daemon's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("robsond: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(file: Option<&PathBuf>) -> Result<Config, String> {
+    let sources =
+        Sources::from_process_env(file.map(PathBuf::as_path)).map_err(|e| e.to_string())?;
+    Config::load(&sources).map_err(|e| format!("configuration: {e}"))
+}
+
+fn client(args: &ClientArgs) -> Result<ApiClient, String> {
+    let token = std::env::var("ROBSON_API_TOKEN").ok().or_else(|| {
+        let path = std::env::var("ROBSON_API_TOKEN_FILE").ok()?;
+        std::fs::read_to_string(path).ok().map(|t| t.trim_end().to_owned())
+    });
+    let output = if args.json { Output::Json } else { Output::Table };
+    Ok(ApiClient::new(&args.addr, token, output))
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Run { .. } | Command::Demo { .. } | Command::Migrate | Command::Replay { .. } => {
+            // Validate the configuration now, so a bad one is reported even before these exist.
+            load_config(cli.config.as_ref())?;
+            Err("this command is not built yet (issue 5); see README.md".to_owned())
+        }
+        Command::Decode { venue, symbol, quote } => {
+            let symbol = symbol
+                .map(|s| Symbol::new(s.to_ascii_uppercase().as_bytes()))
+                .transpose()
+                .map_err(|_| "--symbol: not a Binance symbol".to_owned())?;
+            let quote = Asset::new(quote.to_ascii_uppercase().as_bytes())
+                .ok_or("--quote: not an asset code")?;
+            let venue = match venue {
+                VenueArg::Usdm => Venue::Usdm,
+                VenueArg::Margin => Venue::Margin,
+            };
+            let options = DecodeOptions { venue, margin_symbol: symbol, quote };
+            let stdin = BufReader::new(io::stdin().lock());
+            let (lines, errors) =
+                decode_lines(stdin, io::stdout().lock(), &options).map_err(|e| e.to_string())?;
+            eprintln!("robsond decode: {lines} lines, {errors} not decoded");
+            Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Status(args) => client(&args)?.status(),
+        Command::Positions(args) => client(&args)?.positions(),
+        Command::Arm {
+            client: args,
+            venue,
+            symbol,
+            side,
+            capital,
+            risk_pct,
+            technical_stop,
+            ma_fast,
+            ma_slow,
+        } => {
+            let mut body = serde_json::json!({
+                "venue": match venue { VenueArg::Usdm => "usdm", VenueArg::Margin => "margin" },
+                "symbol": symbol,
+                "side": side,
+            });
+            for (name, value) in
+                [("capital", capital), ("risk_pct", risk_pct), ("technical_stop", technical_stop)]
+            {
+                if let Some(v) = value {
+                    body[name] = serde_json::Value::String(v);
+                }
+            }
+            for (name, value) in [("ma_fast", ma_fast), ("ma_slow", ma_slow)] {
+                if let Some(v) = value {
+                    body[name] = serde_json::json!(v);
+                }
+            }
+            client(&args)?.send("POST", "/v1/arm", Some(body))
+        }
+        Command::Disarm { client: args, id } => {
+            client(&args)?.send("DELETE", &format!("/v1/arm/{id}"), None)
+        }
+        Command::Halt { client: args, flatten } => {
+            client(&args)?.send("POST", "/v1/halt", Some(serde_json::json!({ "flatten": flatten })))
+        }
+        Command::Resume(args) => client(&args)?.send("POST", "/v1/resume", None),
+    }
 }
