@@ -6,9 +6,11 @@
 //! trading rules: those live in `engine`, so that replay and tests see exactly what production
 //! decides.
 
+pub mod affinity;
 pub mod api;
 pub mod client;
 pub mod config;
 pub mod decode;
+pub mod health;
 pub mod json;
 pub mod metrics;
