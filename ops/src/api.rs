@@ -49,8 +49,9 @@ pub struct Envelope {
 pub trait Probes: Send + Sync {
     /// The process and its hot loop are alive; the body names each check.
     fn health(&self) -> (bool, Value);
-    /// Ready to protect positions; the body names each check.
-    fn readiness(&self) -> (bool, Value);
+    /// Ready to protect positions; the body names each check. With `standby_ok`, an instance
+    /// that lacks only the lease counts as ready (to take over in a rolling update).
+    fn readiness(&self, standby_ok: bool) -> (bool, Value);
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
 }
@@ -83,14 +84,15 @@ fn bad(field: &str, reason: impl Into<String>) -> Refusal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     Health,
-    Ready,
+    Ready { standby_ok: bool },
     Metrics,
     Control(Command),
 }
 
 /// Method, path and body to a route, or the reason it is refused. Pure and total.
 pub fn route(method: &str, path: &str, body: &[u8], account: AccountId) -> Result<Route, Refusal> {
-    let path = path.split('?').next().unwrap_or("");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let standby_ok = query.split('&').any(|kv| kv == "standby=ok");
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let allow = |methods: &[&str]| -> Result<(), Refusal> {
         if methods.contains(&method) {
@@ -101,7 +103,7 @@ pub fn route(method: &str, path: &str, body: &[u8], account: AccountId) -> Resul
     };
     match segments.as_slice() {
         ["healthz"] => allow(&["GET"]).map(|()| Route::Health),
-        ["readyz"] => allow(&["GET"]).map(|()| Route::Ready),
+        ["readyz"] => allow(&["GET"]).map(|()| Route::Ready { standby_ok }),
         ["metrics"] => allow(&["GET"]).map(|()| Route::Metrics),
         ["v1", "arm"] => {
             allow(&["POST"])?;
@@ -377,8 +379,8 @@ fn handle(
             let (ok, body) = probes.health();
             (if ok { 200 } else { 503 }, body.to_string(), "application/json")
         }
-        Route::Ready => {
-            let (ok, body) = probes.readiness();
+        Route::Ready { standby_ok } => {
+            let (ok, body) = probes.readiness(standby_ok);
             (if ok { 200 } else { 503 }, body.to_string(), "application/json")
         }
         Route::Metrics => (200, probes.metrics(), "text/plain; version=0.0.4"),

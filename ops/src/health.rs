@@ -84,7 +84,7 @@ impl Probes for Health {
         (beating && threads, body)
     }
 
-    fn readiness(&self) -> (bool, Value) {
+    fn readiness(&self, standby_ok: bool) -> (bool, Value) {
         let mut checks = Map::new();
         let mut ready = true;
         let mut check = |name: &str, ok: bool, detail: Value| {
@@ -104,7 +104,8 @@ impl Probes for Health {
             );
         }
         check("reconciliation", self.reconciled.load(Relaxed), json!({}));
-        check("lease", self.lease.load(Relaxed), json!({}));
+        let lease = self.lease.load(Relaxed);
+        check("lease", lease || standby_ok, json!({ "held": lease }));
         let engine = self.metrics.engine_seq.load(Relaxed);
         let journal_lag = engine.saturating_sub(self.metrics.journal_seq.load(Relaxed));
         check(

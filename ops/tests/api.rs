@@ -21,7 +21,7 @@ impl Probes for FakeProbes {
     fn health(&self) -> (bool, Value) {
         (true, json!({ "hot_loop": "ok" }))
     }
-    fn readiness(&self) -> (bool, Value) {
+    fn readiness(&self, _standby_ok: bool) -> (bool, Value) {
         let ready = self.ready.load(Ordering::Relaxed);
         (ready, json!({ "streams": ready }))
     }

@@ -14,7 +14,7 @@ fn readiness_names_every_failing_check_until_all_pass() {
     let metrics = Arc::new(Metrics::default());
     let health = Health::new(&["usdm_market", "usdm_user"], Arc::clone(&metrics), true);
     health.beat(Instant::now());
-    let (ready, body) = health.readiness();
+    let (ready, body) = health.readiness(false);
     assert!(!ready);
     for failing in ["stream_usdm_market", "stream_usdm_user", "reconciliation", "lease"] {
         assert_eq!(body[failing]["ok"], false, "{failing} in {body}");
@@ -26,18 +26,21 @@ fn readiness_names_every_failing_check_until_all_pass() {
         stream.fresh.store(true, Relaxed);
     }
     health.reconciled.store(true, Relaxed);
+    // A standby (connected, reconciled, no lease) is ready to take over, not ready to protect.
+    assert!(!health.readiness(false).0);
+    assert!(health.readiness(true).0, "{}", health.readiness(true).1);
     health.lease.store(true, Relaxed);
-    assert!(health.readiness().0, "{}", health.readiness().1);
+    assert!(health.readiness(false).0, "{}", health.readiness(false).1);
 
     // A stale market stream, or Postgres far behind, takes readiness away again.
     health.stream("usdm_market").unwrap().fresh.store(false, Relaxed);
-    let (ready, body) = health.readiness();
+    let (ready, body) = health.readiness(false);
     assert!(!ready);
     assert_eq!(body["stream_usdm_market"]["fresh"], false);
     health.stream("usdm_market").unwrap().fresh.store(true, Relaxed);
     metrics.engine_seq.store(200_000, Relaxed);
     metrics.journal_seq.store(200_000, Relaxed);
-    let (ready, body) = health.readiness();
+    let (ready, body) = health.readiness(false);
     assert!(!ready);
     assert_eq!(body["postgres"]["lag_records"], 200_000);
 }
