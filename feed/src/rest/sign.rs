@@ -1,13 +1,17 @@
-//! Request signing: HMAC-SHA256 today, a [`Signer`] seam for Ed25519/RSA later.
+//! Request signing: HMAC-SHA256 and Ed25519 behind one [`Signer`] seam (RSA could join it).
 //!
 //! REST signs the exact bytes it sends: `k=v&…` with every value percent-encoded, then
 //! `recvWindow` and `timestamp`, then `signature` appended last (futures insists on last). The
 //! WebSocket API signs something else: all parameters including `apiKey`, sorted by name, raw
-//! UTF-8. Key material lives in [`Secret`], which never prints and is wiped on drop.
+//! UTF-8. Key material lives in [`Secret`] or inside a signer, and none of them ever prints.
+//! `Secret` and the Ed25519 key are wiped on drop; the HMAC signer's keyed hash state is not
+//! (the `hmac` crate is built without `zeroize`). Nothing here reads a clock or a socket.
 
 use core::fmt;
 use core::fmt::Write as _;
 
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::DecodePrivateKey as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -132,9 +136,9 @@ pub fn sign_hmac_sha256(secret: &[u8], payload: &[u8]) -> HexSignature {
     hex_of(mac)
 }
 
-/// Something that signs a request payload. HMAC is the only implementation today; Ed25519 (the
-/// key type Binance recommends, and the only one `session.logon` takes) plugs in here once its
-/// crate is added, writing base64, which [`Query::sign`] then percent-encodes as REST requires.
+/// Something that signs a request payload: [`HmacSigner`] (hex) or [`Ed25519Signer`] (base64,
+/// which [`Query::sign`] then percent-encodes as REST requires, and the WebSocket API sends as
+/// is).
 pub trait Signer {
     /// Appends the signature of `payload` in the text form Binance reads, before any URL encoding.
     fn sign_into(&self, payload: &[u8], out: &mut String);
@@ -170,6 +174,98 @@ impl Signer for HmacSigner {
 impl fmt::Debug for HmacSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("HmacSigner(***)")
+    }
+}
+
+/// Why a private key could not be loaded. Says what was wrong with its form, never anything of
+/// its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// The PEM text is not UTF-8.
+    NotUtf8,
+    /// Not a PKCS#8 `PRIVATE KEY` holding an Ed25519 key (a wrong label, bad base64, another
+    /// algorithm, or a public key that does not match the private one).
+    NotEd25519Pkcs8,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyError::NotUtf8 => "private key file is not UTF-8 text",
+            KeyError::NotEd25519Pkcs8 => "private key is not a PKCS#8 PEM Ed25519 key",
+        })
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// An Ed25519 signature in standard base64 (with padding), held on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Base64Signature([u8; 88]);
+
+impl Base64Signature {
+    pub fn as_str(&self) -> &str {
+        // The base64 engine writes only its ASCII alphabet.
+        core::str::from_utf8(&self.0).expect("base64 is ascii")
+    }
+}
+
+impl fmt::Display for Base64Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Base64Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Ed25519 (RFC 8032, pure), the key type Binance recommends and the only one the WebSocket
+/// API's `session.logon` accepts. The signature is deterministic: the same key and payload
+/// always give the same bytes.
+///
+/// The key is ed25519-dalek's `SigningKey`, which zeroes itself on drop.
+pub struct Ed25519Signer {
+    key: ed25519_dalek::SigningKey,
+}
+
+impl Ed25519Signer {
+    /// Reads a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`), the form Binance's key
+    /// generator and `openssl genpkey -algorithm ed25519` write.
+    pub fn from_pkcs8_pem(pem: &Secret) -> Result<Ed25519Signer, KeyError> {
+        let text = core::str::from_utf8(pem.expose()).map_err(|_| KeyError::NotUtf8)?;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(text.trim())
+            .map_err(|_| KeyError::NotEd25519Pkcs8)?;
+        Ok(Ed25519Signer { key })
+    }
+
+    /// The 32-byte public key, which Binance registers for the API key: safe to print.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    pub fn sign(&self, payload: &[u8]) -> Base64Signature {
+        let signature = ed25519_dalek::Signer::sign(&self.key, payload).to_bytes();
+        let mut out = [0u8; 88];
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(signature, &mut out)
+            .expect("64 bytes are 88 base64 characters");
+        debug_assert_eq!(written, 88);
+        Base64Signature(out)
+    }
+}
+
+impl Signer for Ed25519Signer {
+    fn sign_into(&self, payload: &[u8], out: &mut String) {
+        out.push_str(self.sign(payload).as_str());
+    }
+}
+
+impl fmt::Debug for Ed25519Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ed25519Signer(***)")
     }
 }
 
