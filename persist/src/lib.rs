@@ -8,3 +8,4 @@
 
 pub mod codec;
 pub mod journal;
+pub mod pg;
