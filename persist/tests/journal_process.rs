@@ -2,8 +2,8 @@
 //! a prefix of what it appended, at least up to what it reported durable; and the lock keeps a
 //! second writer out, in this process or another.
 //!
-//! The child processes are this test binary run again with `--ignored --exact
-//! child_process_entry` and an environment variable saying what to do.
+//! The child processes are the `journal-test-child` binary of this crate, told by an
+//! environment variable what to do.
 
 mod journal_common;
 
@@ -18,71 +18,13 @@ use std::time::{Duration, Instant};
 use journal_common::*;
 use persist::journal::{Journal, JournalConfig, JournalError};
 
-const CHILD_ROLE: &str = "PERSIST_JOURNAL_TEST_CHILD_ROLE";
-const CHILD_DIR: &str = "PERSIST_JOURNAL_TEST_CHILD_DIR";
 /// Records a writer child makes durable before the parent starts its random countdown.
 const PROGRESS_BEFORE_KILL: u64 = 100;
 /// A guard against a hung child, never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn writer_config() -> JournalConfig {
-    JournalConfig {
-        segment_bytes: 16 * 1024,
-        sync_every_records: 50,
-        sync_interval: Duration::from_millis(2),
-        ..JournalConfig::default()
-    }
-}
-
-/// Big batches, so a kill can land inside a multi-page write.
-fn big_batch_config() -> JournalConfig {
-    JournalConfig {
-        segment_bytes: 256 * 1024,
-        sync_every_records: 5000,
-        sync_interval: Duration::from_millis(20),
-        write_buffer_bytes: 128 * 1024,
-        ..JournalConfig::default()
-    }
-}
-
-#[test]
-#[ignore = "entry point of the child processes started by the other tests in this file"]
-fn child_process_entry() {
-    let role = env::var(CHILD_ROLE).expect("run only as a child of this file's tests");
-    let dir = env::var(CHILD_DIR).expect("child journal directory");
-    match role.as_str() {
-        "writer" => run_writer(Path::new(&dir), writer_config()),
-        "big-batch-writer" => run_writer(Path::new(&dir), big_batch_config()),
-        "lock-probe" => match Journal::open(&dir, writer_config()) {
-            Ok(_) => println!("\n@opened"),
-            Err(e @ JournalError::Locked { .. }) => println!("\n@locked {e}"),
-            Err(e) => println!("\n@error {e}"),
-        },
-        other => panic!("unknown child role {other}"),
-    }
-}
-
-/// Appends records with payloads derived from their seq as fast as it can, printing each new
-/// durable seq, until killed.
-fn run_writer(dir: &Path, config: JournalConfig) {
-    let (mut journal, recovery) = Journal::open(dir, config).expect("child open");
-    println!("\n@opened {}", recovery.last_seq);
-    let mut reported = journal.durable_seq();
-    let first = recovery.last_seq + 1;
-    // Bounded so a parent that died cannot leave it running for ever.
-    for seq in first..first + 5_000_000 {
-        journal.append(seq, &payload_for(seq)).expect("child append");
-        let durable = journal.durable_seq();
-        if durable != reported {
-            println!("\n@durable {durable}");
-            reported = durable;
-        }
-    }
-}
-
 fn spawn_child(role: &str, dir: &Path) -> Child {
-    Command::new(env::current_exe().expect("test binary path"))
-        .args(["--ignored", "--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
+    Command::new(env!("CARGO_BIN_EXE_journal-test-child"))
         .env(CHILD_ROLE, role)
         .env(CHILD_DIR, dir)
         .stdout(Stdio::piped())

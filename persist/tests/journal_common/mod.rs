@@ -15,30 +15,8 @@ use persist::journal::{
 /// An interval no test run reaches, so only record counts and explicit syncs trigger fsyncs.
 pub const NEVER: Duration = Duration::from_secs(3600);
 
-/// The payload the tests write for `seq`: its length and bytes both derive from `seq`, so a
-/// record read back under the wrong number, or with any byte changed, is caught.
-pub fn payload_for(seq: u64) -> Vec<u8> {
-    let len = (splitmix(seq) % 120) as usize + 1;
-    fixed_payload(seq, len)
-}
-
-/// A payload of a chosen length whose bytes derive from `seq`.
-pub fn fixed_payload(seq: u64, len: usize) -> Vec<u8> {
-    let mut state = seq;
-    (0..len).map(|_| (splitmix(state_step(&mut state)) >> 24) as u8).collect()
-}
-
-fn state_step(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    *state
-}
-
-pub fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+mod payload;
+pub use payload::*;
 
 /// A small deterministic generator for test choices (seeded, printed on failure by callers).
 pub struct TestRng(u64);
