@@ -10,55 +10,8 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use engine::events::{Journal, OrderIntent};
-use engine::types::{
-    AccountId, ClientOrderId, Modality, OrderPurpose, OrderSide, OrderTag, PositionId, PositionKey,
-    Side, Symbol, Venue,
-};
-use engine::{Nanos, Price, Qty, Record};
 use persist::codec::encode;
 use persist::journal::{Journal as Log, JournalConfig};
-
-/// The records a busy trailing stop produces: stop moves, a close, its update.
-fn sample(seq: u64) -> Record {
-    let key = PositionKey {
-        account: AccountId(0),
-        venue: Venue::Usdm,
-        symbol: Symbol::new(b"BTCUSDT").unwrap(),
-        side: Side::Long,
-    };
-    let id = PositionId(seq / 4 + 1);
-    let event = match seq % 4 {
-        0 | 1 => Journal::StopMoved {
-            id,
-            from: Price::from_units(9_400_000_000_000),
-            to: Price::from_units(9_500_000_000_000 + seq as i64),
-            level: (seq % 50) as i64,
-        },
-        2 => Journal::OrderSent {
-            intent: OrderIntent {
-                cid: ClientOrderId::new(OrderTag {
-                    modality: Modality::Core,
-                    purpose: OrderPurpose::Close,
-                    position: id,
-                    sequence: 1,
-                }),
-                key,
-                order_side: OrderSide::Sell,
-                qty: Qty::from_units(1_234_000),
-                purpose: OrderPurpose::Close,
-                modality: Modality::Core,
-            },
-            reason: None,
-        },
-        _ => Journal::PositionUpdated {
-            id,
-            qty: Qty::from_units(1_234_000),
-            entry: Price::from_units(9_512_345_000_000),
-        },
-    };
-    Record { seq, at: Nanos(1_764_000_000_000_000_000 + seq * 1_000), event }
-}
 
 fn journal(c: &mut Criterion) {
     let mut group = c.benchmark_group("persist_journal");
@@ -77,7 +30,7 @@ fn journal(c: &mut Criterion) {
                     for _ in 0..batch {
                         seq += 1;
                         payload.clear();
-                        encode(&sample(seq), &mut payload);
+                        encode(&benches::record_stream(seq, 1)[0], &mut payload);
                         log.append(seq, &payload).unwrap();
                     }
                     black_box(log.sync().unwrap());
@@ -92,7 +45,7 @@ fn journal(c: &mut Criterion) {
 }
 
 fn codec(c: &mut Criterion) {
-    let record = sample(2);
+    let record = benches::record_stream(2, 1)[0];
     let mut payload = Vec::with_capacity(128);
     c.bench_function("persist_encode_order_sent", |b| {
         b.iter(|| {

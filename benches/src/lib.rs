@@ -342,6 +342,86 @@ impl TickFixture {
     }
 }
 
+/// A realistic stream of journal records for the persistence benches: positions going through
+/// their whole Core life (armed, entry sent and filled, opened, a few trailing moves, close sent
+/// and filled, closed), several interleaved, numbered from `first_seq`.
+pub fn record_stream(first_seq: u64, n: usize) -> Vec<Record> {
+    use engine::events::{ClosedBy, Journal, OrderIntent};
+    use engine::types::OrderSide;
+    let life = |id: u64| -> Vec<Journal> {
+        let key = PositionKey {
+            account: AccountId(0),
+            venue: Venue::Usdm,
+            symbol: Symbol::new(if id.is_multiple_of(2) { b"BTCUSDT" } else { b"ETHUSDT" })
+                .unwrap(),
+            side: Side::Long,
+        };
+        let position = PositionId(id);
+        let order = |purpose, sequence| OrderIntent {
+            cid: ClientOrderId::new(OrderTag {
+                modality: Modality::Core,
+                purpose,
+                position,
+                sequence,
+            }),
+            key,
+            order_side: if purpose == OrderPurpose::Entry {
+                OrderSide::Buy
+            } else {
+                OrderSide::Sell
+            },
+            qty: Qty::from_units(1_234_000),
+            purpose,
+            modality: Modality::Core,
+        };
+        let update = |intent: &OrderIntent| OrderUpdate {
+            account: key.account,
+            venue: key.venue,
+            symbol: key.symbol,
+            cid: intent.cid,
+            status: OrderStatus::Filled,
+            cum_qty: intent.qty,
+            avg_price: Price::from_units(9_500_000_000_000),
+            exchange_ms: 1_764_000_000_000 + id,
+        };
+        let (entry, close) = (order(OrderPurpose::Entry, 1), order(OrderPurpose::Close, 2));
+        let mut events = vec![
+            Journal::Armed { id: position, key, params: ArmParams::default() },
+            Journal::OrderSent { intent: entry, reason: None },
+            Journal::OrderUpdated { id: position, update: update(&entry) },
+            Journal::PositionOpened {
+                id: position,
+                key,
+                qty: entry.qty,
+                entry: Price::from_units(9_500_000_000_000),
+                stop: Price::from_units(9_400_000_000_000),
+                span: Price::from_units(100_000_000_000),
+            },
+        ];
+        for level in 1..=4 {
+            events.push(Journal::StopMoved {
+                id: position,
+                from: Price::from_units(9_400_000_000_000 + (level - 1) * 50_000_000_000),
+                to: Price::from_units(9_400_000_000_000 + level * 50_000_000_000),
+                level,
+            });
+        }
+        events.push(Journal::OrderSent { intent: close, reason: None });
+        events.push(Journal::OrderUpdated { id: position, update: update(&close) });
+        events.push(Journal::PositionClosed { id: position, by: ClosedBy::OwnOrder });
+        events
+    };
+    let per_life = life(1).len() as u64;
+    (0..n as u64)
+        .map(|i| {
+            let seq = first_seq + i;
+            let id = seq / per_life + 1;
+            let event = life(id)[(seq % per_life) as usize];
+            Record { seq, at: Nanos(1_764_000_000_000_000_000 + seq * 1_000), event }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::TickFixture;
