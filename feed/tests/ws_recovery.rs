@@ -461,3 +461,33 @@ fn api_connection_reconnects_and_hands_over_a_rotation() {
         Seen::Text { conn: 3, text } if text.contains("a4")
     ))));
 }
+
+/// The connection handed over to when the current one is lost mid-rotation must stay open and
+/// keep delivering (a review found `switch` closing it and leaving the stream silent while
+/// reporting itself up).
+#[test]
+fn the_connection_handed_over_to_keeps_delivering() {
+    let server = Server::plain(Behaviour::default());
+    let mut h = Harness::new(None);
+    let url = format!("ws://127.0.0.1:{}/private/ws/k1", server.port());
+    let cfg = WsConfig { rotate_grace: Duration::from_secs(60), ..fast_config() };
+    let conn = h.client.open(&url, &cfg, Instant::now()).unwrap();
+    h.run_until("connected", GUARD, connected(conn));
+    h.client.rotate_now(conn, Instant::now()).unwrap();
+    h.run_until_server(&server, "the candidate", GUARD, |log| {
+        log.iter().any(|s| matches!(s, Seen::Accepted { conn: 2, .. }))
+    });
+    h.run_for(Duration::from_millis(50));
+    server.command(1, Command::Close);
+    h.run_until("rotated", GUARD, |r| r.count(|e| matches!(e, WsEvent::Rotated { .. })) == 1);
+    h.run_for(Duration::from_millis(300));
+    assert!(
+        !server.log().contains(&Seen::Closed { conn: 2 }),
+        "the client closed the connection it had just handed over to"
+    );
+    server.command(2, Command::Send(mark_frame("btcusdt@markPrice", 2_000_001)));
+    h.run_until("a frame after the hand-over", GUARD, |r| {
+        r.frames().iter().any(|f| f.contains("2000001"))
+    });
+    assert!(h.client.status(conn).is_some_and(|s| s.up));
+}

@@ -891,7 +891,7 @@ impl Logical {
             self.up = false;
             match self.phys[candidate].as_ref().map(Phys::is_open) {
                 Some(true) => {
-                    self.primary = candidate;
+                    // `switch` moves from the current primary to the candidate itself.
                     self.switch(sh, Rotation::PrimaryLost(reason), now, sink);
                 }
                 Some(false) => {
