@@ -7,6 +7,6 @@
 //! anything: decisions belong to `engine`, durability to `persist`.
 
 pub mod rest;
-pub mod wire;
 pub mod session;
+pub mod wire;
 pub mod ws;

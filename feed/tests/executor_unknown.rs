@@ -290,14 +290,17 @@ fn failing_queries_repeat_with_doubling_backoff_while_the_position_stays_frozen(
 }
 
 #[test]
-fn a_query_about_an_order_from_before_a_restart_is_answered_at_once() {
+fn a_query_about_an_order_from_before_a_restart_waits_out_its_recv_window() {
     let clock = ManualClock::new(T0);
     let mock = Mock::start(clock.clone());
     let mut exec = executor(ExecutorConfig::default(), client(Api::Futures, &mock, &clock));
-    // Nothing is known of these ids: the answer stands as given, with no recvWindow wait.
+    // Nothing is known of these ids: a previous owner may have sent them a moment ago, so
+    // "does not exist" is believed only from a query signed after such an order's recvWindow
+    // (5 s) and the grace (1 s). Queries of one market share a lane: the second waits.
     let symbol = Symbol::lit("BTCUSDT");
     let gone = engine::ClientOrderId::from_wire(b"rbd-SX-9-4").unwrap();
     let live = engine::ClientOrderId::from_wire(b"rbd-SX-8-2").unwrap();
+    mock.script("GET", "/fapi/v1/order", Reply::fixture(400, "error_-2013.json"));
     mock.script("GET", "/fapi/v1/order", Reply::fixture(400, "error_-2013.json"));
     mock.script("GET", "/fapi/v1/order", Reply::ok(futures_filled("rbd-SX-8-2", "1", "5")));
     for cid in [gone, live] {
@@ -308,13 +311,88 @@ fn a_query_about_an_order_from_before_a_restart_is_answered_at_once() {
     }
     let mut sink = Collect::default();
     let outcome = exec.poll(T0, &mut sink);
+    assert_eq!(sink.take(), [], "not believed yet");
+    assert_eq!(outcome.unresolved, 1);
+    clock.advance(5_999);
+    exec.poll(T0 + 5_999, &mut sink);
+    assert_eq!(sink.take(), [], "still inside the window");
+    clock.advance(1);
+    exec.poll(T0 + 6_000, &mut sink);
     assert_eq!(
         sink.take(),
         [("rbd-SX-9-4".into(), OrderStatus::NotFound), ("rbd-SX-8-2".into(), OrderStatus::Filled)]
     );
-    assert_eq!((outcome.queued, outcome.unresolved), (0, 0));
     assert_eq!(
         trace(&mock),
-        ["GET /fapi/v1/time", "GET /fapi/v1/order rbd-SX-9-4", "GET /fapi/v1/order rbd-SX-8-2"]
+        [
+            "GET /fapi/v1/time",
+            "GET /fapi/v1/order rbd-SX-9-4",
+            "GET /fapi/v1/order rbd-SX-9-4",
+            "GET /fapi/v1/order rbd-SX-8-2",
+        ]
+    );
+}
+
+#[test]
+fn a_5xx_whose_body_names_a_rate_limit_is_settled_by_query_not_resent() {
+    let clock = ManualClock::new(T0);
+    let mock = Mock::start(clock.clone());
+    let mut exec = executor(ExecutorConfig::default(), client(Api::Futures, &mock, &clock));
+    let close = intent(Venue::Usdm, "BTCUSDT", Close, 1, "0.004");
+    // A 5xx may have executed whatever its body says; Binance would not dedupe a re-send.
+    let body =
+        r#"{"code":-1003,"msg":"Too many requests; please use the websocket for live updates."}"#;
+    mock.script("POST", "/fapi/v1/order", Reply::json(503, body));
+    mock.script("GET", "/fapi/v1/order", Reply::ok(futures_filled("rbd-SX-1-1", "0.004", "30000")));
+    exec.submit(Intent::Place(close), T0);
+    let mut sink = Collect::default();
+    let mut now = T0;
+    // The -1003 also makes the client back off: the query goes out when the limiter allows.
+    while now < T0 + 120_000 && sink.events.len() < 2 {
+        exec.poll(now, &mut sink);
+        now += 250;
+        clock.set(now);
+    }
+    assert_eq!(
+        sink.take(),
+        [("rbd-SX-1-1".into(), OrderStatus::Unknown), ("rbd-SX-1-1".into(), OrderStatus::Filled)]
+    );
+    assert_eq!(
+        trace(&mock),
+        ["GET /fapi/v1/time", "POST /fapi/v1/order rbd-SX-1-1", "GET /fapi/v1/order rbd-SX-1-1"]
+    );
+}
+
+#[test]
+fn one_way_futures_keep_a_close_and_an_opposite_entry_in_order() {
+    let clock = ManualClock::new(T0);
+    let mock = Mock::start(clock.clone());
+    let mut exec = executor(ExecutorConfig::default(), client(Api::Futures, &mock, &clock));
+    let close_long = intent(Venue::Usdm, "BTCUSDT", Close, 1, "0.004");
+    // Core entering short on the same symbol: in one-way mode, the same exchange position.
+    let mut enter_short = intent(Venue::Usdm, "BTCUSDT", Entry, 2, "0.004");
+    enter_short.key.side = engine::types::Side::Short;
+    enter_short.order_side = engine::types::Side::Short.opening_order();
+    mock.script("POST", "/fapi/v1/order", Reply::json(500, ""));
+    mock.script("GET", "/fapi/v1/order", Reply::ok(futures_filled("rbd-SX-1-1", "0.004", "30000")));
+    mock.script(
+        "POST",
+        "/fapi/v1/order",
+        Reply::ok(futures_filled("rbd-SE-2-1", "0.004", "29990")),
+    );
+    exec.submit(Intent::Place(close_long), T0);
+    exec.submit(Intent::Place(enter_short), T0);
+    let mut sink = Collect::default();
+    let outcome = exec.poll(T0, &mut sink);
+    assert_eq!(outcome.queued, 1, "the entry waits behind the unknown close");
+    exec.poll(T0 + 500, &mut sink);
+    assert_eq!(
+        trace(&mock),
+        [
+            "GET /fapi/v1/time",
+            "POST /fapi/v1/order rbd-SX-1-1",
+            "GET /fapi/v1/order rbd-SX-1-1",
+            "POST /fapi/v1/order rbd-SE-2-1",
+        ]
     );
 }

@@ -242,13 +242,25 @@ impl Method {
     }
 }
 
-/// One HTTP response, read in full.
-#[derive(Clone, Debug)]
+/// One HTTP response, read in full. Its Debug shows the status, header names and body length,
+/// never the body: bodies carry listen keys and tokens.
+#[derive(Clone)]
 pub struct HttpResponse {
     pub status: u16,
     /// Names lower-case, as HTTP/1.1 allows and `http` stores them.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 impl HttpResponse {

@@ -355,10 +355,20 @@ where
     })
 }
 
-/// Futures' "Service Unavailable." 503, which may come as a JSON `msg` or as plain text.
+/// Futures' "Service Unavailable." 503: Binance's own answer, as its JSON `msg` or as the
+/// whole plain-text body. Only an exact match counts: a proxy's or CDN's error page that merely
+/// contains the words says nothing about whether the order executed.
 fn mentions_service_unavailable(body: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"Service Unavailable.";
-    body.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+    const MESSAGE: &str = "Service Unavailable.";
+    let text = body.trim_ascii();
+    if text == MESSAGE.as_bytes() {
+        return true;
+    }
+    let mut copy = text.to_vec();
+    simd_json::to_borrowed_value(&mut copy).ok().is_some_and(|value| {
+        use simd_json::prelude::*;
+        value.get("msg").and_then(|m| m.as_str()) == Some(MESSAGE)
+    })
 }
 
 impl RestError {

@@ -206,8 +206,17 @@ struct LaneKey {
 }
 
 impl LaneKey {
-    fn of(key: PositionKey) -> LaneKey {
-        LaneKey { account: key.account, venue: key.venue, symbol: key.symbol, side: Some(key.side) }
+    /// Margin, and futures in one-way mode, hold one net position per symbol: a close of the
+    /// long and an entry of the short act on the same exchange position and must not pass each
+    /// other, so they share a lane. Only hedge mode has a lane per side.
+    fn of(key: PositionKey, mode: PositionMode) -> LaneKey {
+        let per_side = key.venue == Venue::Usdm && mode == PositionMode::Hedge;
+        LaneKey {
+            account: key.account,
+            venue: key.venue,
+            symbol: key.symbol,
+            side: per_side.then_some(key.side),
+        }
     }
 }
 
@@ -375,7 +384,11 @@ impl OrderExecutor {
         let seq = self.seq;
         let (lane_key, op, close) = match intent {
             Intent::Place(order) => {
-                let lane = LaneKey::of(order.key);
+                let mode = self
+                    .venues
+                    .get(&(order.key.account, order.key.venue))
+                    .map_or(PositionMode::OneWay, |v| v.mode);
+                let lane = LaneKey::of(order.key, mode);
                 self.remember(order.cid, lane);
                 (lane, Op::Place(order), order.purpose == OrderPurpose::Close)
             }
@@ -616,15 +629,17 @@ impl OrderExecutor {
                 self.mark_sent(cid, settled_after);
                 self.unresolve(lane_key, job, now_ms, server_now, sink);
             }
-            Err(error) if error.is_rate_limit() => {
-                let (until, banned) = OrderExecutor::retry_at(&slot.client, &error, now_ms);
-                self.hold(lane_key, cid, until, banned, sink);
-                return error.reached_server();
-            }
+            // First: a 5xx whose body names a rate limit may still have executed, so it is
+            // settled by a query, never re-sent as if it had been held back.
             Err(error) if error.outcome_unknown() => {
                 self.mark_sent(cid, settled_after);
                 sink.note(Note::Failed { cid, error });
                 self.unresolve(lane_key, job, now_ms, server_now, sink);
+            }
+            Err(error) if error.is_rate_limit() => {
+                let (until, banned) = OrderExecutor::retry_at(&slot.client, &error, now_ms);
+                self.hold(lane_key, cid, until, banned, sink);
+                return error.reached_server();
             }
             Err(error) => {
                 self.pop(lane_key);
@@ -713,6 +728,12 @@ impl OrderExecutor {
         let priority = if pending.close { Priority::Close } else { Priority::Normal };
         let result = slot.client.query_order(pending.symbol, cid, priority);
         let server_now = slot.client.server_now_ms();
+        // The query's own signed timestamp: the server processed it no earlier than this, so an
+        // order whose recvWindow had ended by then can no longer arrive.
+        let query_signed_ms = slot.client.last_timestamp_ms();
+        let unknown_id_after = query_signed_ms.saturating_add(
+            u64::from(slot.client.recv_window_ms()) + self.config.not_found_grace_ms,
+        );
         let mut sent = true;
         let settled = match result {
             Ok(report) if report.cid == cid => {
@@ -725,26 +746,36 @@ impl OrderExecutor {
                 false
             }
             Err(error) if error.rest().and_then(|e| e.query_status()).is_some() => {
-                let settled_after = self.cids.get(&cid).and_then(|i| i.settled_after_server_ms);
-                match settled_after {
-                    Some(after) if server_now < after => {
-                        // Not there yet, but it may still arrive: ask again once it cannot.
-                        let slot = &self.venues[&(account, venue)];
-                        pending.next_ms = slot.client.local_ms_of(after).max(now_ms + 1);
-                        sink.note(Note::Unresolved { cid, next_query_ms: pending.next_ms });
-                        false
-                    }
-                    _ => {
-                        sink.event(OrderExecutor::update(
-                            account,
-                            venue,
-                            pending.symbol,
-                            cid,
-                            OrderStatus::NotFound,
-                            server_now,
-                        ));
-                        true
-                    }
+                // An id this process never sent (sent before a restart, or forgotten) may
+                // have been sent just now by a previous owner: believe "does not exist" only
+                // once a query signed after that order's recvWindow says so.
+                let settled_after =
+                    match self.cids.get(&cid).and_then(|i| i.settled_after_server_ms) {
+                        Some(after) => after,
+                        None => {
+                            self.remember(cid, lane_key);
+                            if let Some(info) = self.cids.get_mut(&cid) {
+                                info.settled_after_server_ms = Some(unknown_id_after);
+                            }
+                            unknown_id_after
+                        }
+                    };
+                if query_signed_ms < settled_after {
+                    // Not there yet, but it may still arrive: ask again once it cannot.
+                    let slot = &self.venues[&(account, venue)];
+                    pending.next_ms = slot.client.local_ms_of(settled_after).max(now_ms + 1);
+                    sink.note(Note::Unresolved { cid, next_query_ms: pending.next_ms });
+                    false
+                } else {
+                    sink.event(OrderExecutor::update(
+                        account,
+                        venue,
+                        pending.symbol,
+                        cid,
+                        OrderStatus::NotFound,
+                        server_now,
+                    ));
+                    true
                 }
             }
             Err(error) if error.is_rate_limit() => {

@@ -115,9 +115,11 @@ impl fmt::Display for HexSignature {
     }
 }
 
+// A signature is not the key, but with its query it is a request anyone could replay within
+// the recvWindow: it never goes into logs.
 impl fmt::Debug for HexSignature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str("HexSignature(***)")
     }
 }
 
@@ -216,9 +218,11 @@ impl fmt::Display for Base64Signature {
     }
 }
 
+// A signature is not the key, but with its query it is a request anyone could replay within
+// the recvWindow: it never goes into logs.
 impl fmt::Debug for Base64Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str("Base64Signature(***)")
     }
 }
 
