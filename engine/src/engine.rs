@@ -580,6 +580,10 @@ impl Engine {
                 self.update_staleness(sink);
                 Reply::Done
             }
+            Event::Feed { stream, state } => {
+                self.journal(sink, Journal::FeedChanged { stream, state });
+                Reply::Done
+            }
         };
         if now >= self.next_retry {
             self.run_due_retries(sink);

@@ -188,6 +188,11 @@ pub enum Event {
     },
     /// Time passing with no other event: retries fall due and prices go stale.
     Tick,
+    /// A feed connection changed state (connected, lost, back after a gap, stale, fresh).
+    Feed {
+        stream: FeedStream,
+        state: FeedState,
+    },
 }
 
 /// What the I/O thread is asked to do.
@@ -395,6 +400,39 @@ pub enum Journal {
     PriceFresh {
         market: MarketKey,
     },
+    /// A WebSocket connection of the feed changed state: recorded so that the log explains
+    /// every gap in prices or account events (prices themselves carry their own staleness).
+    FeedChanged {
+        stream: FeedStream,
+        state: FeedState,
+    },
+}
+
+/// Which of the feed's connections: per venue, the market prices, the book, or the account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FeedStream {
+    pub venue: Venue,
+    pub kind: FeedKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FeedKind {
+    Market,
+    Book,
+    User,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedState {
+    Connected,
+    Disconnected,
+    /// Back after a gap of this many milliseconds with no connection.
+    Reconnected {
+        gap_ms: u64,
+    },
+    /// Connected but silent for longer than its staleness limit.
+    Stale,
+    Fresh,
 }
 
 /// A journal entry: the engine's monotone sequence number and the time it decided.

@@ -699,3 +699,24 @@ fn arm_and_disarm_are_validated() {
     assert_eq!(h.entries()[0].key.side, Side::Long);
     assert_eq!(h.entries()[0].purpose, OrderPurpose::Entry);
 }
+
+/// DESIGN.md section 7: the log explains every gap. A feed connection's changes are journaled
+/// with the engine's sequence and time, and change nothing else.
+#[test]
+fn feed_connection_changes_are_journaled_and_nothing_else() {
+    use engine::events::{FeedKind, FeedState, FeedStream};
+    let mut h = Harness::default();
+    let stream = FeedStream { venue: Venue::Usdm, kind: FeedKind::Market };
+    for state in [FeedState::Disconnected, FeedState::Reconnected { gap_ms: 10_000 }] {
+        h.send(Event::Feed { stream, state });
+    }
+    assert_eq!(
+        h.journal(),
+        [
+            Journal::FeedChanged { stream, state: FeedState::Disconnected },
+            Journal::FeedChanged { stream, state: FeedState::Reconnected { gap_ms: 10_000 } },
+        ]
+    );
+    assert!(h.out.intents.is_empty());
+    assert_eq!(h.engine.positions().count(), 0);
+}

@@ -15,8 +15,8 @@
 use core::fmt;
 
 use engine::events::{
-    ArmParams, ArmRejection, CloseProblem, CloseReason, ClosedBy, EntryRejection, Journal,
-    OrderIntent, OrderStatus, OrderUpdate, RejectKind,
+    ArmParams, ArmRejection, CloseProblem, CloseReason, ClosedBy, EntryRejection, FeedKind,
+    FeedState, FeedStream, Journal, OrderIntent, OrderStatus, OrderUpdate, RejectKind,
 };
 use engine::signal::Cross;
 use engine::types::{
@@ -118,6 +118,7 @@ pub fn kind(event: &Journal) -> &'static str {
         Journal::LeaseChanged { .. } => "lease_changed",
         Journal::PriceStale { .. } => "price_stale",
         Journal::PriceFresh { .. } => "price_fresh",
+        Journal::FeedChanged { .. } => "feed_changed",
     }
 }
 
@@ -149,6 +150,7 @@ const RESUMED: u8 = 24;
 const LEASE_CHANGED: u8 = 25;
 const PRICE_STALE: u8 = 26;
 const PRICE_FRESH: u8 = 27;
+const FEED_CHANGED: u8 = 28;
 
 struct Writer<'a>(&'a mut Vec<u8>);
 
@@ -435,6 +437,25 @@ impl Writer<'_> {
             Journal::PriceFresh { ref market } => {
                 self.u8(PRICE_FRESH);
                 self.market(market);
+            }
+            Journal::FeedChanged { stream, state } => {
+                self.u8(FEED_CHANGED);
+                self.venue(stream.venue);
+                self.u8(match stream.kind {
+                    FeedKind::Market => 0,
+                    FeedKind::Book => 1,
+                    FeedKind::User => 2,
+                });
+                match state {
+                    FeedState::Connected => self.u8(0),
+                    FeedState::Disconnected => self.u8(1),
+                    FeedState::Reconnected { gap_ms } => {
+                        self.u8(2);
+                        self.uint(gap_ms);
+                    }
+                    FeedState::Stale => self.u8(3),
+                    FeedState::Fresh => self.u8(4),
+                }
             }
         }
     }
@@ -723,6 +744,20 @@ impl Reader<'_> {
             LEASE_CHANGED => Journal::LeaseChanged { held: self.bool("held")? },
             PRICE_STALE => Journal::PriceStale { market: self.market()? },
             PRICE_FRESH => Journal::PriceFresh { market: self.market()? },
+            FEED_CHANGED => {
+                let venue = self.venue()?;
+                let kind =
+                    self.code("feed kind", &[FeedKind::Market, FeedKind::Book, FeedKind::User])?;
+                let state = match self.u8("feed state")? {
+                    0 => FeedState::Connected,
+                    1 => FeedState::Disconnected,
+                    2 => FeedState::Reconnected { gap_ms: self.uint("gap")? },
+                    3 => FeedState::Stale,
+                    4 => FeedState::Fresh,
+                    _ => return Err(DecodeError::BadValue("feed state")),
+                };
+                Journal::FeedChanged { stream: FeedStream { venue, kind }, state }
+            }
             other => return Err(DecodeError::UnknownTag(other)),
         })
     }

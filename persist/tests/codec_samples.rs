@@ -8,8 +8,8 @@
 //! the file lacks, then commit the longer file).
 
 use engine::events::{
-    ArmParams, ArmRejection, CloseProblem, CloseReason, ClosedBy, EntryRejection, Journal,
-    OrderIntent, OrderStatus, OrderUpdate, RejectKind,
+    ArmParams, ArmRejection, CloseProblem, CloseReason, ClosedBy, EntryRejection, FeedKind,
+    FeedState, FeedStream, Journal, OrderIntent, OrderStatus, OrderUpdate, RejectKind,
 };
 use engine::signal::Cross;
 use engine::types::{
@@ -182,6 +182,16 @@ fn every_variant() -> Vec<Journal> {
         OrderStatus::NotFound,
     ];
     all.extend(statuses.map(|s| Journal::OrderUpdated { id: PositionId(1), update: update(s) }));
+    // Added after the first samples were written: appended, as the codec's rule says.
+    let feed =
+        |venue, kind, state| Journal::FeedChanged { stream: FeedStream { venue, kind }, state };
+    all.extend([
+        feed(Venue::Usdm, FeedKind::Market, FeedState::Connected),
+        feed(Venue::Usdm, FeedKind::Book, FeedState::Disconnected),
+        feed(Venue::Margin, FeedKind::User, FeedState::Reconnected { gap_ms: 10_250 }),
+        feed(Venue::Usdm, FeedKind::Market, FeedState::Stale),
+        feed(Venue::Margin, FeedKind::Market, FeedState::Fresh),
+    ]);
     all
 }
 
@@ -235,7 +245,7 @@ fn every_variant_as_first_written_still_decodes() {
         assert_eq!(&again, bytes, "{want:?}");
         kinds.insert(kind(&want.event));
     }
-    assert_eq!(kinds.len(), 27, "every variant has a sample");
+    assert_eq!(kinds.len(), 28, "every variant has a sample");
 }
 
 #[test]

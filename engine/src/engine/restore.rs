@@ -250,7 +250,8 @@ impl JournalFold {
             | Journal::SnapshotIgnored { .. }
             | Journal::LeaseChanged { .. }
             | Journal::PriceStale { .. }
-            | Journal::PriceFresh { .. } => {}
+            | Journal::PriceFresh { .. }
+            | Journal::FeedChanged { .. } => {}
         }
         Ok(())
     }

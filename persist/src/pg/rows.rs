@@ -140,6 +140,9 @@ impl<'a> Facets<'a> {
                 symbol: Some(&market.symbol),
                 ..Facets::default()
             },
+            Journal::FeedChanged { stream, .. } => {
+                Facets { venue: Some(stream.venue), ..Facets::default() }
+            }
             Journal::Halted { .. } | Journal::Resumed | Journal::LeaseChanged { .. } => {
                 Facets::default()
             }
@@ -501,7 +504,8 @@ impl Projection {
             | Journal::Resumed
             | Journal::LeaseChanged { .. }
             | Journal::PriceStale { .. }
-            | Journal::PriceFresh { .. } => {}
+            | Journal::PriceFresh { .. }
+            | Journal::FeedChanged { .. } => {}
         }
         Ok(())
     }
