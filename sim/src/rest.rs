@@ -420,10 +420,12 @@ fn endpoint(port: Port, method: &str, path: &str) -> Option<Endpoint> {
         (Port::Usdm, "GET", "/fapi/v2/positionRisk") => e(Signed, (10, 10), position_risk_v2),
         (Port::Usdm, "GET", "/fapi/v1/premiumIndex") => e(Open, (1, 10), premium_index),
         (Port::Usdm, "GET", "/fapi/v1/ticker/bookTicker") => e(Open, (2, 5), usdm_book_ticker),
+        (Port::Usdm, "GET", "/fapi/v1/ticker/price") => e(Open, (1, 2), usdm_ticker_price),
         (Port::Usdm, "POST", "/fapi/v1/listenKey") => e(Key, (1, 1), listen_key_create),
         (Port::Usdm, "PUT", "/fapi/v1/listenKey") => e(Key, (1, 1), listen_key_keepalive),
         (Port::Usdm, "DELETE", "/fapi/v1/listenKey") => e(Key, (1, 1), listen_key_delete),
         (Port::Spot, "GET", "/api/v3/ticker/bookTicker") => e(Open, (2, 4), spot_book_ticker),
+        (Port::Spot, "GET", "/api/v3/ticker/price") => e(Open, (2, 4), spot_ticker_price),
         (Port::Spot, "POST", "/sapi/v1/userListenToken") => e(Key, (1, 1), listen_token_create),
         (Port::Spot, "POST", "/sapi/v1/margin/order") => Endpoint {
             security: Signed,
@@ -843,6 +845,32 @@ fn spot_book_ticker(shared: &Shared, _: &Ctx, params: &Params) -> Result<String,
                 .str("askQty", &qty)
                 .end()
         })
+        .collect();
+    Ok(one_or_all(symbol, items))
+}
+
+fn usdm_ticker_price(shared: &Shared, _: &Ctx, params: &Params) -> Result<String, ApiErr> {
+    let ex = shared.ex();
+    let symbol = params.opt_symbol()?;
+    let items = markets_for(&ex, Venue::Usdm, symbol)?
+        .into_iter()
+        .map(|m| {
+            Obj::new()
+                .str("symbol", m.symbol.as_str())
+                .str("price", &m.price_text(m.last))
+                .uint("time", now_ms())
+                .end()
+        })
+        .collect();
+    Ok(one_or_all(symbol, items))
+}
+
+fn spot_ticker_price(shared: &Shared, _: &Ctx, params: &Params) -> Result<String, ApiErr> {
+    let ex = shared.ex();
+    let symbol = params.opt_symbol()?;
+    let items = markets_for(&ex, Venue::Margin, symbol)?
+        .into_iter()
+        .map(|m| Obj::new().str("symbol", m.symbol.as_str()).str("price", &dec8(m.last)).end())
         .collect();
     Ok(one_or_all(symbol, items))
 }

@@ -1047,9 +1047,9 @@ impl Logical {
             }
             return self.phys_failed(sh, side, Reason::ReplyTimeout, now, sink);
         }
-        let pinged_long_ago =
-            phys.last_ping.is_none_or(|t| now.saturating_duration_since(t) >= ping_every);
-        if silent >= ping_every && pinged_long_ago {
+        // One ping per silence: another would restart the wait `unanswered_ping` measures.
+        let ping_outstanding = phys.last_ping.is_some_and(|t| t >= phys.last_rx);
+        if silent >= ping_every && !ping_outstanding {
             phys.ping_due = true;
         }
         self.pump_side(sh, side, now, sink);
