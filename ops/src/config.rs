@@ -210,8 +210,11 @@ impl Sources {
             }
         }
         for name in env.keys() {
-            let base = name.strip_suffix("_FILE").unwrap_or(name);
-            if !KEYS.iter().any(|k| k.name == base) {
+            let known = |n: &str| KEYS.iter().any(|k| k.name == n);
+            let secret_file = name
+                .strip_suffix("_FILE")
+                .is_some_and(|base| KEYS.iter().any(|k| k.name == base && k.secret));
+            if !known(name) && !secret_file {
                 return Err(error(
                     name,
                     "unknown setting (typo?); see README's configuration table",
@@ -368,8 +371,11 @@ impl Config {
 fn api_key_of(secret: Secret) -> Result<ApiKey, ConfigError> {
     let text = std::str::from_utf8(secret.expose())
         .map_err(|_| error("ROBSON_BINANCE_API_KEY", "not text"))?;
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(error("ROBSON_BINANCE_API_KEY", "expected letters and digits only"));
+    // Binance's keys are letters and digits; a simulator's may carry dashes. Anything that
+    // could not travel in an HTTP header is refused.
+    let header_safe = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if text.is_empty() || !text.bytes().all(header_safe) {
+        return Err(error("ROBSON_BINANCE_API_KEY", "expected letters, digits, - or _ only"));
     }
     Ok(ApiKey::new(text.to_owned()))
 }

@@ -137,7 +137,15 @@ fn client(args: &ClientArgs) -> Result<ApiClient, String> {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Run { .. } | Command::Demo { .. } | Command::Migrate | Command::Replay { .. } => {
+        Command::Demo { duration, seed, forever } => {
+            robsond::demo::run(robsond::demo::DemoOptions {
+                duration: std::time::Duration::from_secs(duration),
+                seed,
+                forever,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { .. } | Command::Migrate | Command::Replay { .. } => {
             // Validate the configuration now, so a bad one is reported even before these exist.
             load_config(cli.config.as_ref())?;
             Err("this command is not built yet (issue 5); see README.md".to_owned())

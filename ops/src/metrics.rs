@@ -121,6 +121,14 @@ impl Metrics {
         }
     }
 
+    /// Tick-to-intent latency at each quantile, in nanoseconds, and the sample count; None
+    /// before the first sample reached this side.
+    pub fn latency_quantiles(&self, quantiles: &[f64]) -> Option<(Vec<u64>, u64)> {
+        let latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let h = latency.as_ref()?;
+        Some((quantiles.iter().map(|&q| h.value_at_quantile(q)).collect(), h.len()))
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {

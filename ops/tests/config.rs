@@ -52,6 +52,8 @@ fn every_bad_value_names_its_key() {
         (&[("ROBSON_HOT_SPIN", "maybe")], "ROBSON_HOT_SPIN"),
         (&[("ROBSON_CA_FILE", "/nonexistent/ca.pem")], "ROBSON_CA_FILE"),
         (&[("ROBSON_SAFTY_NET_PCT", "2")], "ROBSON_SAFTY_NET_PCT"),
+        (&[("ROBSON_VENUES_FILE", "/etc/hostname")], "ROBSON_VENUES_FILE"),
+        (&[("ROBSON_CA_FILE", "/nonexistent")], "ROBSON_CA_FILE"),
         (&[("ROBSON_BINANCE_API_KEY", "abc")], "ROBSON_BINANCE_API_SECRET"),
         (&[("ROBSON_BINANCE_API_SECRET", "s3cr3t")], "ROBSON_BINANCE_API_KEY"),
         (

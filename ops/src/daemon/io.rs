@@ -1,0 +1,211 @@
+//! The I/O thread: every REST call. It sends the engine's orders through the executor (which
+//! settles unknown outcomes by client order id before anything else goes out for a position),
+//! keeps the futures listen key alive, runs the reconciliation round and the REST price fallback
+//! of stale markets, and hands every answer back to the hot thread as an engine event.
+//!
+//! Blocking calls are fine here: the hot thread never waits for this one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use engine::Event;
+use engine::types::{AccountId, MarketKey, Symbol, TriggerSource, Venue};
+use feed::rest::{CallError, EventSink, Note, OrderExecutor, RestClient};
+use feed::session::{
+    ListenKeyCall, ListenKeyConfig, ListenKeyLifecycle, PriceFallback, ReconcileCall, Reconciler,
+};
+
+use super::{ToHot, ToIo};
+
+pub struct IoConfig {
+    pub account: AccountId,
+    pub symbols: Vec<Symbol>,
+    pub reconcile_every: Duration,
+    pub fallback_every: Duration,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+struct ToHotSink<'a> {
+    to_hot: &'a mut rtrb::Producer<ToHot>,
+    overflow: &'a mut Vec<ToHot>,
+}
+
+impl ToHotSink<'_> {
+    fn send(&mut self, message: ToHot) {
+        if !self.overflow.is_empty() {
+            self.overflow.push(message);
+            return;
+        }
+        if let Err(rtrb::PushError::Full(message)) = self.to_hot.push(message) {
+            self.overflow.push(message);
+        }
+    }
+}
+
+impl EventSink for ToHotSink<'_> {
+    fn event(&mut self, event: Event) {
+        self.send(ToHot::Engine(event));
+    }
+
+    fn note(&mut self, note: Note) {
+        if let Note::Failed { cid, error } = &note {
+            eprintln!("robsond: order {}: {error:?}", cid.as_str());
+        }
+    }
+}
+
+pub struct IoThread {
+    executor: OrderExecutor,
+    config: IoConfig,
+    from_hot: rtrb::Consumer<ToIo>,
+    to_hot: rtrb::Producer<ToHot>,
+    overflow: Vec<ToHot>,
+    listen_key: ListenKeyLifecycle,
+    reconciler: Reconciler,
+    fallback: PriceFallback,
+    stop: Arc<AtomicBool>,
+}
+
+impl IoThread {
+    pub fn new(
+        executor: OrderExecutor,
+        config: IoConfig,
+        from_hot: rtrb::Consumer<ToIo>,
+        to_hot: rtrb::Producer<ToHot>,
+        stop: Arc<AtomicBool>,
+    ) -> IoThread {
+        let now = now_ms();
+        IoThread {
+            executor,
+            listen_key: ListenKeyLifecycle::new(ListenKeyConfig::default(), now),
+            reconciler: Reconciler::new(config.reconcile_every.as_millis() as u64, true, &[], now),
+            fallback: PriceFallback::new(config.fallback_every.as_millis() as u64),
+            config,
+            from_hot,
+            to_hot,
+            overflow: Vec::new(),
+            stop,
+        }
+    }
+
+    /// Loads the symbols' filters and hands them to the engine; the first thing done.
+    pub fn load_rules(&mut self) -> Result<(), CallError> {
+        let (account, symbols) = (self.config.account, self.config.symbols.clone());
+        self.executor.load_rules(account, Venue::Usdm, &symbols)?;
+        for symbol in symbols {
+            let market = MarketKey { venue: Venue::Usdm, symbol };
+            if let Some(rules) = self.executor.rules(market) {
+                let rules = *rules;
+                self.sink().send(ToHot::Engine(Event::Rules { market, rules }));
+            }
+        }
+        Ok(())
+    }
+
+    fn sink(&mut self) -> ToHotSink<'_> {
+        ToHotSink { to_hot: &mut self.to_hot, overflow: &mut self.overflow }
+    }
+
+    fn client(&mut self) -> &mut RestClient {
+        self.executor
+            .client_mut(self.config.account, Venue::Usdm)
+            .expect("the usdm client was added")
+    }
+
+    pub fn run(mut self) {
+        while !self.stop.load(Relaxed) {
+            let now = now_ms();
+            while let Ok(message) = self.from_hot.pop() {
+                match message {
+                    ToIo::Intent(intent) => self.executor.submit(intent, now),
+                    ToIo::Stale(markets) => self.fallback.set_stale(markets, now),
+                    ToIo::ListenKeyLost => self.listen_key.on_key_lost(now),
+                }
+            }
+            let mut sink = ToHotSink { to_hot: &mut self.to_hot, overflow: &mut self.overflow };
+            let polled = self.executor.poll(now, &mut sink);
+            self.keep_listen_key(now);
+            self.reconcile(now);
+            self.price_fallback(now);
+            // Whatever the ring could not take is retried here, in order.
+            let pending = std::mem::take(&mut self.overflow);
+            for message in pending {
+                self.sink().send(message);
+            }
+            let busy = polled.requests > 0;
+            if !busy {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
+    fn keep_listen_key(&mut self, now: u64) {
+        let Some(call) = self.listen_key.due(now) else { return };
+        let result = match call {
+            ListenKeyCall::Create => self.client().create_listen_key().map(Some),
+            ListenKeyCall::KeepAlive => self.client().keepalive_listen_key().map(|()| None),
+        };
+        match result {
+            Ok(Some(key)) => {
+                if self.listen_key.on_key(key, now) {
+                    let path = self.listen_key.stream_path().expect("a key was just set");
+                    self.sink().send(ToHot::UserStream(path));
+                }
+            }
+            Ok(None) => self.listen_key.on_kept_alive(now),
+            Err(error) if matches!(error.api(), Some(feed::rest::ApiError::ListenKeyMissing)) => {
+                self.listen_key.on_key_lost(now)
+            }
+            Err(_) => self.listen_key.on_failure(now),
+        }
+    }
+
+    fn reconcile(&mut self, now: u64) {
+        while let Some(call) = self.reconciler.due(now) {
+            let ok = match call {
+                ReconcileCall::UsdmPositions => match self.client().position_risk(None) {
+                    Ok(risks) => {
+                        let account = self.config.account;
+                        let events: Vec<Event> =
+                            risks.snapshots().map(|s| s.event(account)).collect();
+                        for event in events {
+                            self.sink().send(ToHot::Engine(event));
+                        }
+                        true
+                    }
+                    Err(_) => false,
+                },
+                ReconcileCall::MarginAccount | ReconcileCall::MarginTrades { .. } => true,
+            };
+            let first = self.reconciler.rounds_done() == 0;
+            self.reconciler.done(call, ok, None);
+            if first && self.reconciler.rounds_done() == 1 && ok {
+                self.sink().send(ToHot::Reconciled);
+            }
+        }
+    }
+
+    fn price_fallback(&mut self, now: u64) {
+        while let Some((market, source)) = self.fallback.due(now) {
+            if market.venue != Venue::Usdm {
+                continue;
+            }
+            let event = match source {
+                TriggerSource::Mark => self.client().mark_price(market.symbol).map(|m| m.event()),
+                TriggerSource::Book => {
+                    self.client().book_ticker(market.symbol).map(|b| b.event(Venue::Usdm))
+                }
+                TriggerSource::Last => {
+                    self.client().last_price(market.symbol).map(|l| l.event(Venue::Usdm))
+                }
+            };
+            if let Ok(event) = event {
+                self.sink().send(ToHot::Engine(event));
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The daemon's threads (DESIGN.md section 7) and how they are wired: the pinned hot loop, the
+//! I/O thread, the cold thread and the HTTP thread, joined by rtrb rings (hot ↔ I/O, hot → cold)
+//! and a crossbeam channel (HTTP → hot).
+//!
+//! Scope today: USD-M futures (market, book and user-data streams, orders, listen key,
+//! reconciliation, REST price fallback) with the local journal; without Postgres the single-
+//! instance guard is the journal's file lock, and the lease is granted once the first
+//! reconciliation round is in. Isolated margin and the Postgres writer and lease join here next.
+
+mod cold;
+mod hot;
+mod io;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use engine::events::Intent;
+use engine::types::{AccountId, MarketKey, TriggerSource};
+use engine::{Engine, Event};
+use feed::rest::{
+    Api, Credentials, ExecutorConfig, HttpConfig, OrderExecutor, PositionMode, RestClient,
+    RestConfig, SystemClock,
+};
+use feed::ws::WsConfig;
+
+use crate::affinity;
+use crate::api::{self, ApiConfig, Envelope, Probes};
+use crate::config::{Config, Signing};
+use crate::health::Health;
+use crate::metrics::{Metrics, latency_channel};
+
+pub use hot::Role;
+
+/// Hot thread → I/O thread.
+pub enum ToIo {
+    Intent(Intent),
+    /// The markets whose stream is stale now (the whole set, sent when it changes).
+    Stale(Vec<(MarketKey, TriggerSource)>),
+    ListenKeyLost,
+}
+
+/// I/O thread → hot thread.
+pub enum ToHot {
+    Engine(Event),
+    /// The futures user-data stream's path for the current listen key.
+    UserStream(String),
+    /// The first reconciliation round has been applied.
+    Reconciled,
+    Lease(bool),
+}
+
+/// Knobs the CLI and the demo set beyond the configuration file.
+pub struct Options {
+    pub engine: engine::Config,
+    pub market_ws: WsConfig,
+    pub user_ws: WsConfig,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            engine: engine::Config::default(),
+            market_ws: WsConfig::usdm_market(),
+            user_ws: WsConfig::usdm_user(),
+        }
+    }
+}
+
+pub struct Daemon {
+    pub stop: Arc<AtomicBool>,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    pub http_addr: std::net::SocketAddr,
+    pub commands: crossbeam_channel::Sender<Envelope>,
+    hot: Option<JoinHandle<Engine>>,
+    io: Option<JoinHandle<()>>,
+    cold: Option<JoinHandle<Result<(), String>>>,
+    http: Option<JoinHandle<()>>,
+    server: Arc<tiny_http::Server>,
+}
+
+impl Daemon {
+    pub fn start(config: Config, options: Options) -> Result<Daemon, String> {
+        if !config.venues.usdm || config.venues.margin {
+            return Err("ROBSON_VENUES: only usdm runs in this version of the daemon".into());
+        }
+        let account = AccountId(0);
+        let placement = affinity::place(&affinity::allowed_cpus(), config.hot_cpu)?;
+        let metrics = Arc::new(Metrics::default());
+        let roles = [Role::UsdmMarket, Role::UsdmBook, Role::UsdmUser];
+        let health = Arc::new(Health::new(
+            &roles.map(Role::health_name),
+            Arc::clone(&metrics),
+            config.database_url.is_some(),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+
+        // The journal first: its lock keeps a second instance out, and recovery needs it.
+        let (journal, fold) = cold::open(&config.journal_dir)?;
+        let mut engine_config = options.engine;
+        engine_config.safety_pct = config.safety_net_pct;
+        engine_config.stale_after_ms = config.stale_after_ms;
+        let engine = Engine::restore(engine_config, &fold);
+
+        let credentials = match &config.credentials {
+            None => return Err("ROBSON_BINANCE_API_KEY: credentials are needed to run".into()),
+            Some(c) => match &c.signing {
+                Signing::Hmac(secret) => Credentials::hmac(c.api_key.clone(), secret),
+                Signing::Ed25519(pem) => Credentials::ed25519(c.api_key.clone(), pem)
+                    .map_err(|e| format!("ROBSON_BINANCE_PRIVATE_KEY: {e:?}"))?,
+            },
+        };
+        let http = HttpConfig { extra_ca_pem: config.ca_file.clone(), ..HttpConfig::default() };
+        let client = RestClient::new(
+            Api::Futures,
+            &config.endpoints.usdm_rest,
+            &http,
+            &RestConfig::default(),
+            Some(credentials),
+            Arc::new(SystemClock),
+        )
+        .map_err(|e| format!("ROBSON_USDM_REST_URL: {e:?}"))?;
+        let mut executor = OrderExecutor::new(ExecutorConfig::default());
+        executor.add_venue(account, engine::types::Venue::Usdm, client, PositionMode::OneWay);
+
+        let (to_io, from_hot) = rtrb::RingBuffer::new(4096);
+        let (to_hot, from_io) = rtrb::RingBuffer::new(4096);
+        let (records_tx, records_rx) = rtrb::RingBuffer::new(65_536);
+        let (commands_tx, commands_rx) = crossbeam_channel::bounded(256);
+        let (latency, collector) = latency_channel(4);
+        *health.latency.lock().unwrap_or_else(|p| p.into_inner()) = Some(collector);
+
+        let mut io = io::IoThread::new(
+            executor,
+            io::IoConfig {
+                account,
+                symbols: config.symbols.clone(),
+                reconcile_every: config.reconcile_every,
+                fallback_every: Duration::from_secs(1),
+            },
+            from_hot,
+            to_hot,
+            Arc::clone(&stop),
+        );
+        io.load_rules().map_err(|e| format!("exchangeInfo: {e:?}"))?;
+
+        let hot_config = hot::HotConfig {
+            usdm_ws: config.endpoints.usdm_ws.clone(),
+            symbols: config.symbols.clone(),
+            extra_ca: config.ca_file.clone(),
+            spin: config.hot_spin,
+            account,
+            local_lease: config.database_url.is_none(),
+            market_ws: options.market_ws,
+            user_ws: options.user_ws,
+        };
+        let mut hot = hot::HotLoop::new(
+            engine,
+            hot_config,
+            to_io,
+            from_io,
+            records_tx,
+            commands_rx,
+            Arc::clone(&health),
+            Arc::clone(&metrics),
+            latency,
+            Arc::clone(&stop),
+        )?;
+        hot.open_markets()?;
+
+        let server = Arc::new(tiny_http::Server::http(config.http_addr).map_err(|e| {
+            format!("ROBSON_HTTP_ADDR: cannot listen on {}: {e}", config.http_addr)
+        })?);
+        let http_addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| "ROBSON_HTTP_ADDR: not an IP address".to_owned())?;
+        let api_config = ApiConfig {
+            token: config.api_token.as_ref().map(|t| t.expose().to_vec()),
+            account,
+            command_timeout: Duration::from_secs(5),
+        };
+
+        let hot_cpu = placement.hot;
+        let others = placement.others.clone();
+        let hot_handle = std::thread::Builder::new()
+            .name("robsond-hot".into())
+            .spawn(move || {
+                hot::pin(hot_cpu);
+                hot.run()
+            })
+            .map_err(|e| e.to_string())?;
+        let pin_other = move |i: usize| {
+            if let Some(&cpu) = others.get(i % others.len().max(1)) {
+                affinity::pin_current(cpu);
+            }
+        };
+        let io_handle = {
+            let pin_other = pin_other.clone();
+            std::thread::Builder::new()
+                .name("robsond-io".into())
+                .spawn(move || {
+                    pin_other(0);
+                    io.run()
+                })
+                .map_err(|e| e.to_string())?
+        };
+        let cold_handle = {
+            let (stop, metrics, pin_other) =
+                (Arc::clone(&stop), Arc::clone(&metrics), pin_other.clone());
+            std::thread::Builder::new()
+                .name("robsond-cold".into())
+                .spawn(move || {
+                    pin_other(1);
+                    cold::run(journal, records_rx, &stop, &metrics)
+                })
+                .map_err(|e| e.to_string())?
+        };
+        let http_handle = {
+            let (server, probes): (_, Arc<dyn Probes>) = (Arc::clone(&server), health.clone());
+            let commands = commands_tx.clone();
+            std::thread::Builder::new()
+                .name("robsond-http".into())
+                .spawn(move || {
+                    pin_other(2);
+                    api::serve(server, api_config, commands, probes)
+                })
+                .map_err(|e| e.to_string())?
+        };
+        Ok(Daemon {
+            stop,
+            health,
+            metrics,
+            http_addr,
+            commands: commands_tx,
+            hot: Some(hot_handle),
+            io: Some(io_handle),
+            cold: Some(cold_handle),
+            http: Some(http_handle),
+            server,
+        })
+    }
+
+    /// Stops every thread, flushes the journal, and returns the final engine.
+    pub fn shutdown(mut self) -> Result<Engine, String> {
+        self.stop.store(true, Relaxed);
+        self.server.unblock();
+        let engine =
+            self.hot.take().map(|h| h.join()).transpose().map_err(|_| "hot thread panicked")?;
+        if let Some(h) = self.io.take() {
+            h.join().map_err(|_| "I/O thread panicked")?;
+        }
+        if let Some(h) = self.cold.take() {
+            h.join().map_err(|_| "cold thread panicked")??;
+        }
+        if let Some(h) = self.http.take() {
+            let _ = h.join();
+        }
+        engine.ok_or_else(|| "no engine".to_owned())
+    }
+}
