@@ -145,10 +145,49 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { .. } | Command::Migrate | Command::Replay { .. } => {
+        Command::Run { record: Some(_) } | Command::Replay { .. } => {
             // Validate the configuration now, so a bad one is reported even before these exist.
             load_config(cli.config.as_ref())?;
-            Err("this command is not built yet (issue 5); see README.md".to_owned())
+            Err("captures (--record, replay) are not built yet (issue 5); see README.md".to_owned())
+        }
+        Command::Run { record: None } => {
+            let config = load_config(cli.config.as_ref())?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+                    .map_err(|e| format!("signal handler: {e}"))?;
+            }
+            let daemon =
+                robsond::daemon::Daemon::start(config, robsond::daemon::Options::default())?;
+            eprintln!(
+                "robsond: running; probes, metrics and control API on http://{}",
+                daemon.http_addr
+            );
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            eprintln!("robsond: stopping: lease released, waiting for orders in flight");
+            daemon.drain_and_stop(std::time::Duration::from_secs(10))?;
+            eprintln!("robsond: stopped; journal flushed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let config = load_config(cli.config.as_ref())?;
+            let url = config.database_url.ok_or("ROBSON_DATABASE_URL: migrate needs a database")?;
+            let url = std::str::from_utf8(url.expose())
+                .map_err(|_| "ROBSON_DATABASE_URL: not text".to_owned())?
+                .to_owned();
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| {
+                format!(
+                    "ROBSON_DATABASE_URL: cannot connect: {}",
+                    e.as_db_error()
+                        .map_or("connection failed".to_owned(), |d| d.message().to_owned())
+                )
+            })?;
+            let applied = persist::pg::migrate(&mut client, &persist::pg::Schema::public())
+                .map_err(|e| format!("migrate: {e}"))?;
+            eprintln!("robsond: {} migration(s) applied", applied.len());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Decode { venue, symbol, quote } => {
             let symbol = symbol

@@ -243,6 +243,33 @@ impl Daemon {
         })
     }
 
+    /// SIGTERM's path: give the lease up at once (nothing new is sent, a close that falls due
+    /// is left for the next instance, which re-evaluates it from prices), let orders already in
+    /// flight resolve for up to `grace`, then stop every thread with the journal flushed.
+    pub fn drain_and_stop(self, grace: Duration) -> Result<Engine, String> {
+        let ask = |command| {
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            self.commands.send(Envelope { command, reply }).ok()?;
+            answer.recv_timeout(Duration::from_secs(2)).ok()
+        };
+        let _ = ask(api::Command::Engine(Event::Lease { held: false }));
+        self.health.lease.store(false, Relaxed);
+        let until = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < until {
+            let in_flight = match ask(api::Command::Positions) {
+                Some(api::Answer::Positions(views, _)) => {
+                    views.iter().filter(|v| v.live_order.is_some()).count()
+                }
+                _ => 0,
+            };
+            if in_flight == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.shutdown()
+    }
+
     /// Stops every thread, flushes the journal, and returns the final engine.
     pub fn shutdown(mut self) -> Result<Engine, String> {
         self.stop.store(true, Relaxed);

@@ -1,0 +1,239 @@
+//! The real `robsond run` binary against the simulator over TLS on loopback (issue 5's
+//! end-to-end list, USD-M futures): a manual long closed exactly once at its safety stop and not
+//! a tick before; a Core position that arms, enters on the crossover, trails and exits while the
+//! Safety Net never touches it; a market stream silent for 10 s during which the REST fallback
+//! keeps the stop alive and `/readyz` says so; SIGTERM exits 0; and no secret in any output.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use engine::types::{OrderSide, Symbol, Venue};
+use engine::{Price, Qty};
+use serde_json::Value;
+use sim::{ConnKind, Fault, OrderSource, PricePath, Sim, SimConfig};
+
+const TOKEN: &str = "e2e-token-7f3a9c";
+const GUARD: Duration = Duration::from_secs(20);
+
+struct Robsond {
+    child: Child,
+    base: String,
+    _journal: tempfile::TempDir,
+}
+
+impl Robsond {
+    fn start(sim: &Sim, stale_ms: &str) -> Robsond {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let journal = tempfile::tempdir().unwrap();
+        let urls = sim.urls();
+        let child = Command::new(env!("CARGO_BIN_EXE_robsond"))
+            .arg("run")
+            .env_clear()
+            .env("ROBSON_BINANCE_API_KEY", SimConfig::DEMO_API_KEY)
+            .env("ROBSON_BINANCE_API_SECRET", SimConfig::DEMO_SECRET)
+            .env("ROBSON_USDM_REST_URL", &urls.usdm_rest)
+            .env("ROBSON_USDM_WS_URL", &urls.usdm_ws)
+            .env("ROBSON_CA_FILE", sim.ca_file().unwrap())
+            .env("ROBSON_JOURNAL_DIR", journal.path())
+            .env("ROBSON_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("ROBSON_API_TOKEN", TOKEN)
+            .env("ROBSON_SYMBOLS", "BTCUSDT,ETHUSDT")
+            .env("ROBSON_STALE_MS", stale_ms)
+            .env("ROBSON_RECONCILE_SECS", "2")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start robsond");
+        let robsond =
+            Robsond { child, base: format!("http://127.0.0.1:{port}"), _journal: journal };
+        robsond.wait_for("ready", |r| r.get("/readyz").0 == 200);
+        robsond
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into()
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body(body.unwrap_or("").to_owned())
+            .unwrap();
+        match Robsond::agent().run(request) {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let text = response.body_mut().read_to_string().unwrap_or_default();
+                (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None)
+    }
+
+    fn wait_for(&self, what: &str, mut done: impl FnMut(&Robsond) -> bool) {
+        let until = Instant::now() + GUARD;
+        while !done(self) {
+            assert!(
+                Instant::now() < until,
+                "timed out waiting for {what}: readyz {:?}",
+                self.get("/readyz")
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn positions(&self) -> Vec<Value> {
+        self.get("/v1/positions").1["positions"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// SIGTERM, then everything the process printed.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        let mut output = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut output).unwrap();
+        self.child.stderr.take().unwrap().read_to_string(&mut output).unwrap();
+        (status, output)
+    }
+}
+
+fn simulator() -> Sim {
+    Sim::start(SimConfig {
+        tls: true,
+        path: PricePath::Manual,
+        tick: Some(Duration::from_millis(50)),
+        ..SimConfig::default()
+    })
+    .unwrap()
+}
+
+fn btc() -> Symbol {
+    Symbol::new(b"BTCUSDT").unwrap()
+}
+
+fn eth() -> Symbol {
+    Symbol::new(b"ETHUSDT").unwrap()
+}
+
+fn robsond_orders(sim: &Sim, symbol: Symbol) -> Vec<sim::OrderRecord> {
+    sim.orders()
+        .into_iter()
+        .filter(|o| o.symbol == symbol && matches!(o.source, OrderSource::Api { .. }))
+        .collect()
+}
+
+#[test]
+fn a_manual_long_is_closed_exactly_once_at_its_stop_and_core_trades_beside_it() {
+    let sim = simulator();
+    let robsond = Robsond::start(&sim, "5000");
+
+    // The user opens a long by hand: protected 2% below its entry.
+    let fill = sim.manual_order(Venue::Usdm, btc(), OrderSide::Buy, Qty::lit("0.05")).unwrap();
+    robsond.wait_for("the Safety Net", |r| {
+        r.positions().iter().any(|p| p["symbol"] == "BTCUSDT" && p["modality"] == "safety_net")
+    });
+    let safety = robsond.positions().into_iter().find(|p| p["symbol"] == "BTCUSDT").unwrap();
+    let stop = Price::lit(safety["stop"].as_str().unwrap());
+    assert_eq!(Price::lit(safety["entry"].as_str().unwrap()), fill.price);
+
+    // Core on ETH: armed, then a dip and a rise cross its averages.
+    let (status, armed) = robsond.call(
+        "POST",
+        "/v1/arm",
+        Some(r#"{"venue":"usdm","symbol":"ETHUSDT","side":"long","capital":"5000","technical_stop":"2950","ma_fast":3,"ma_slow":8}"#),
+    );
+    assert_eq!(status, 201, "{armed}");
+    sim.set_price(Venue::Usdm, eth(), Price::lit("2990")).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    sim.set_price(Venue::Usdm, eth(), Price::lit("3012")).unwrap();
+    robsond.wait_for("Core's entry", |r| {
+        r.positions().iter().any(|p| p["symbol"] == "ETHUSDT" && p["state"] == "active")
+    });
+    // It climbs two spans: the stop trails up.
+    let stop_of = |r: &Robsond| {
+        r.positions()
+            .into_iter()
+            .find(|p| p["symbol"] == "ETHUSDT")
+            .map(|p| Price::lit(p["stop"].as_str().unwrap()))
+    };
+    let first_stop = stop_of(&robsond).unwrap();
+    sim.set_price(Venue::Usdm, eth(), Price::lit("3160")).unwrap();
+    robsond.wait_for("the trailing stop", |r| stop_of(r).is_some_and(|s| s > first_stop));
+    let trailed = stop_of(&robsond).unwrap();
+
+    // BTC one tick above the stop: nothing. At the stop: one close for the whole position.
+    let tick = Price::lit("0.1");
+    sim.set_price(Venue::Usdm, btc(), Price::from_units(stop.units() + tick.units())).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(robsond_orders(&sim, btc()).is_empty(), "a close before the stop was reached");
+    sim.set_price(Venue::Usdm, btc(), stop.saturating_sub(tick)).unwrap();
+    robsond.wait_for("the safety close", |_| !robsond_orders(&sim, btc()).is_empty());
+    // ETH falls through Core's trailed stop: Core exits.
+    sim.set_price(Venue::Usdm, eth(), trailed.saturating_sub(Price::lit("1"))).unwrap();
+    robsond.wait_for("Core's exit", |_| robsond_orders(&sim, eth()).len() == 2);
+    std::thread::sleep(Duration::from_millis(1_000));
+
+    let btc_orders = robsond_orders(&sim, btc());
+    assert_eq!(btc_orders.len(), 1, "closed exactly once: {btc_orders:?}");
+    assert_eq!(btc_orders[0].executed_qty, Qty::lit("0.05"));
+    assert!(btc_orders[0].reduce_only && btc_orders[0].side == OrderSide::Sell);
+    assert!(btc_orders[0].client_order_id.starts_with("rbd-SX-"));
+    let eth_orders = robsond_orders(&sim, eth());
+    let ids: Vec<&str> = eth_orders.iter().map(|o| o.client_order_id.as_str()).collect();
+    assert!(ids[0].starts_with("rbd-CE-") && ids[1].starts_with("rbd-CX-"), "{ids:?}");
+    assert!(!ids.iter().any(|id| id.starts_with("rbd-S")), "the Safety Net acted on Core's key");
+    assert!(sim.position(btc()).amount.is_zero() && sim.position(eth()).amount.is_zero());
+
+    let (_, metrics) = robsond.get("/metrics");
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(metrics.contains("robsond_orders_total{outcome=\"filled\"}"), "{metrics}");
+    let (status, output) = robsond.stop();
+    assert!(status.success(), "SIGTERM exits 0: {status:?}\n{output}");
+    for secret in [SimConfig::DEMO_SECRET, TOKEN] {
+        assert!(!output.contains(secret), "a secret in the output:\n{output}");
+        assert!(!metrics.contains(secret));
+    }
+}
+
+#[test]
+fn a_silent_market_stream_is_bridged_by_the_rest_fallback() {
+    let sim = simulator();
+    let robsond = Robsond::start(&sim, "1000");
+    sim.manual_order(Venue::Usdm, btc(), OrderSide::Buy, Qty::lit("0.02")).unwrap();
+    robsond.wait_for("the Safety Net", |r| {
+        r.positions().iter().any(|p| p["symbol"] == "BTCUSDT" && p["modality"] == "safety_net")
+    });
+    let stop = robsond
+        .positions()
+        .into_iter()
+        .find(|p| p["symbol"] == "BTCUSDT")
+        .map(|p| Price::lit(p["stop"].as_str().unwrap()))
+        .unwrap();
+
+    // The mark-price stream goes silent for 10 s; the connection stays up.
+    sim.fault(Fault::Stall { kind: Some(ConnKind::UsdmMarket), duration: Duration::from_secs(10) });
+    robsond.wait_for("readyz to report the stale stream", |r| {
+        let (status, body) = r.get("/readyz");
+        status == 503 && body["stream_usdm_market"]["fresh"] == false
+    });
+    // The price crosses the stop while the stream is silent: the REST fallback sees it.
+    sim.set_price(Venue::Usdm, btc(), stop.saturating_sub(Price::lit("5"))).unwrap();
+    robsond.wait_for("the close through the fallback", |_| !robsond_orders(&sim, btc()).is_empty());
+    assert_eq!(robsond_orders(&sim, btc()).len(), 1);
+    // The stream comes back and readiness with it.
+    robsond.wait_for("the stream back", |r| r.get("/readyz").0 == 200);
+    let (status, _) = robsond.stop();
+    assert!(status.success());
+}
