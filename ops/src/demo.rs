@@ -6,7 +6,10 @@
 //! 2. Core is armed on ETHUSDT; a dip then a rise makes its moving averages cross, it enters,
 //!    trails its stop up by the hand-span rule as the price climbs, and exits when the price
 //!    falls back through the stop;
-//! 3. BTC falls through the safety stop and the manual long is closed, once.
+//! 3. BTC falls through the safety stop and the manual long is closed, once;
+//! 4. a manual isolated-margin BTCUSDT short (borrowed and sold in the app) is protected 2% above
+//!    its entry from the margin user data (listen token on the WebSocket API) and closed when
+//!    the margin market rallies through that stop.
 //!
 //! A status line per second shows prices, positions, stops and orders; the end prints what the
 //! exchange saw and the tick-to-intent latency percentiles. `--forever` then keeps the daemon
@@ -44,20 +47,58 @@ struct Step {
     at: f64,
     btc: &'static str,
     eth: &'static str,
+    /// BTCUSDT on the spot/margin market.
+    margin: &'static str,
     say: &'static str,
 }
 
 const SCRIPT: &[Step] = &[
-    Step { at: 0.0, btc: "50000", eth: "3000", say: "" },
-    Step { at: 3.0, btc: "50050", eth: "2990", say: "ETH dips: Core's averages settle" },
-    Step { at: 6.0, btc: "49800", eth: "3012", say: "ETH turns up: the fast average crosses" },
-    Step { at: 8.0, btc: "49600", eth: "3045", say: "" },
-    Step { at: 10.0, btc: "49500", eth: "3080", say: "ETH climbs: Core trails its stop" },
-    Step { at: 12.0, btc: "49300", eth: "3120", say: "" },
-    Step { at: 14.0, btc: "49100", eth: "3160", say: "" },
-    Step { at: 16.0, btc: "48950", eth: "3150", say: "BTC crosses the safety stop" },
-    Step { at: 18.0, btc: "48900", eth: "3070", say: "ETH falls back through Core's stop" },
-    Step { at: 20.0, btc: "48900", eth: "3060", say: "" },
+    Step { at: 0.0, btc: "50000", eth: "3000", margin: "50000", say: "" },
+    Step {
+        at: 3.0,
+        btc: "50050",
+        eth: "2990",
+        margin: "50020",
+        say: "ETH dips: Core's averages settle",
+    },
+    Step {
+        at: 6.0,
+        btc: "49800",
+        eth: "3012",
+        margin: "50100",
+        say: "ETH turns up: the fast average crosses",
+    },
+    Step { at: 8.0, btc: "49600", eth: "3045", margin: "50200", say: "" },
+    Step {
+        at: 10.0,
+        btc: "49500",
+        eth: "3080",
+        margin: "50400",
+        say: "ETH climbs: Core trails its stop",
+    },
+    Step { at: 12.0, btc: "49300", eth: "3120", margin: "50700", say: "" },
+    Step {
+        at: 14.0,
+        btc: "49100",
+        eth: "3160",
+        margin: "51150",
+        say: "BTC margin rallies through the short's safety stop",
+    },
+    Step {
+        at: 16.0,
+        btc: "48950",
+        eth: "3150",
+        margin: "51200",
+        say: "BTC crosses the safety stop",
+    },
+    Step {
+        at: 18.0,
+        btc: "48900",
+        eth: "3070",
+        margin: "51200",
+        say: "ETH falls back through Core's stop",
+    },
+    Step { at: 20.0, btc: "48900", eth: "3060", margin: "51200", say: "" },
 ];
 
 pub fn run(options: DemoOptions) -> Result<(), String> {
@@ -82,6 +123,11 @@ pub fn run(options: DemoOptions) -> Result<(), String> {
         ("ROBSON_JOURNAL_DIR", journal.to_str().unwrap_or("robsond-demo-journal")),
         ("ROBSON_HTTP_ADDR", "127.0.0.1:0"),
         ("ROBSON_SYMBOLS", "BTCUSDT,ETHUSDT"),
+        ("ROBSON_VENUES", "usdm,margin"),
+        ("ROBSON_MARGIN_SYMBOLS", "BTCUSDT"),
+        ("ROBSON_SPOT_REST_URL", urls.spot_rest.as_str()),
+        ("ROBSON_SPOT_WS_URL", urls.spot_ws.as_str()),
+        ("ROBSON_SPOT_WSAPI_URL", urls.spot_wsapi.as_str()),
         ("ROBSON_RECONCILE_SECS", "5"),
     ]
     .into_iter()
@@ -105,6 +151,9 @@ pub fn run(options: DemoOptions) -> Result<(), String> {
     sim.manual_order(Venue::Usdm, btc(), OrderSide::Buy, Qty::lit("0.05"))
         .map_err(|e| format!("manual order: {e:?}"))?;
     println!("  [app]   a user buys 0.05 BTCUSDT by hand at about 50,000");
+    sim.manual_order(Venue::Margin, btc(), OrderSide::Sell, Qty::lit("0.02"))
+        .map_err(|e| format!("manual margin order: {e:?}"))?;
+    println!("  [app]   and shorts 0.02 BTCUSDT on isolated margin (borrowed, sold)");
     std::thread::sleep(Duration::from_millis(300));
     let arm = Event::Arm {
         key: PositionKey {
@@ -141,6 +190,7 @@ pub fn run(options: DemoOptions) -> Result<(), String> {
             let step = &SCRIPT[next_step];
             let _ = sim.set_price(Venue::Usdm, btc(), Price::lit(step.btc));
             let _ = sim.set_price(Venue::Usdm, eth(), Price::lit(step.eth));
+            let _ = sim.set_price(Venue::Margin, btc(), Price::lit(step.margin));
             if !step.say.is_empty() {
                 println!("  [market] {}", step.say);
             }
@@ -203,8 +253,9 @@ fn status_line(daemon: &Daemon, sim: &Sim, t: f64) {
                     State::Core(s) => format!("core {s:?}"),
                     State::Safety(s) => format!("safety {s:?}"),
                 };
+                let venue = if v.key.venue == Venue::Margin { " margin" } else { "" };
                 format!(
-                    "{} {} {} @ {} stop {}",
+                    "{}{venue} {} {} @ {} stop {}",
                     v.key.symbol.as_str(),
                     state,
                     v.qty,
@@ -218,9 +269,10 @@ fn status_line(daemon: &Daemon, sim: &Sim, t: f64) {
     };
     let ours = sim.orders().iter().filter(|o| matches!(o.source, OrderSource::Api { .. })).count();
     println!(
-        "  {t:5.1}s  BTC {}  ETH {}  orders {ours}  {}",
+        "  {t:5.1}s  BTC {}  ETH {}  BTC margin {}  orders {ours}  {}",
         mark(btc()),
         mark(eth()),
+        sim.price(Venue::Margin, btc()).map_or("-".to_owned(), |p| p.to_string()),
         if positions.is_empty() { "no positions".to_owned() } else { positions }
     );
 }
@@ -232,8 +284,9 @@ fn summary(daemon: &Daemon, sim: &Sim) {
             OrderSource::Api { .. } => "robsond",
             OrderSource::Manual => "by hand",
         };
+        let venue = if order.venue == Venue::Margin { "margin" } else { "usdm" };
         println!(
-            "  {who:8} {:8} {:?} {:>10} {} reduce_only={} {:?} at {}",
+            "  {who:8} {venue:6} {:8} {:?} {:>10} {} reduce_only={} {:?} at {}",
             order.symbol.as_str(),
             order.side,
             order.executed_qty.to_string(),

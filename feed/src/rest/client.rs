@@ -42,6 +42,7 @@ use super::limits::{Cost, FUTURES_LIMITS, Limit, Priority, RateLimiter, SPOT_LIM
 use super::market::parse_mark_price;
 use super::market::{BookTicker, LastPrice, MarkPrice, parse_book_ticker, parse_last_price};
 use super::order::{OrderReport, PositionSide, parse_order, parse_orders};
+use super::trades::{MarginTradeRow, parse_margin_trades};
 use super::sign::{ApiKey, Ed25519Signer, HmacSigner, KeyError, Query, Secret, Signer};
 use super::user_stream::{ListenKey, ListenToken, parse_listen_key, parse_listen_token};
 
@@ -1302,6 +1303,27 @@ impl RestClient {
         );
         let mut body = self.call(&request, &params, Priority::Normal)?;
         Ok(parse_isolated_margin_account(&mut body)?)
+    }
+
+    /// `GET /sapi/v1/margin/myTrades` for one isolated pair, oldest first, from `from_id` (None:
+    /// the most recent page): the fills margin entries are derived from.
+    pub fn margin_trades(
+        &mut self,
+        symbol: Symbol,
+        from_id: Option<u64>,
+    ) -> Result<Vec<MarginTradeRow>, CallError> {
+        self.family(Api::Spot, "margin trades are a spot-host endpoint")?;
+        let mut params = Query::new();
+        params.push("symbol", symbol.as_str());
+        params.push("isIsolated", "TRUE");
+        if let Some(id) = from_id {
+            params.push("fromId", &id.to_string());
+        }
+        params.push("limit", "1000");
+        let request =
+            Request::new(Method::Get, "/sapi/v1/margin/myTrades", Security::Signed, weight(10));
+        let mut body = self.call(&request, &params, Priority::Normal)?;
+        Ok(parse_margin_trades(&mut body)?)
     }
 
     fn listen_key_request(&self, method: Method) -> Result<Request, CallError> {

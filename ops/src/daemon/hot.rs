@@ -16,7 +16,8 @@ use crossbeam_channel::Receiver;
 use engine::events::{FeedKind, FeedState, FeedStream, Intent, Sink};
 use engine::types::{AccountId, MarketKey, Symbol, TriggerSource, Venue};
 use engine::{Engine, Event, Modality, Nanos, Record};
-use feed::wire::{Connection, Control, FrameParser, Parsed};
+use feed::session::{ListenTokenConfig, MarginUserSession};
+use feed::wire::{Asset, Connection, Control, FrameParser, Parsed};
 use feed::ws::{ClientOptions, ConnId, WsClient, WsConfig, WsEvent, WsSink};
 use mio::{Events, Poll};
 
@@ -31,6 +32,9 @@ pub enum Role {
     UsdmMarket,
     UsdmBook,
     UsdmUser,
+    SpotMarket,
+    /// One WebSocket API connection per isolated pair, index into `HotLoop::margin`.
+    MarginUser(usize),
 }
 
 impl Role {
@@ -39,16 +43,20 @@ impl Role {
             Role::UsdmMarket => Stream::UsdmMarket,
             Role::UsdmBook => Stream::UsdmBook,
             Role::UsdmUser => Stream::UsdmUser,
+            Role::SpotMarket => Stream::SpotMarket,
+            Role::MarginUser(_) => Stream::MarginUser,
         }
     }
 
     fn feed(self) -> FeedStream {
-        let kind = match self {
-            Role::UsdmMarket => FeedKind::Market,
-            Role::UsdmBook => FeedKind::Book,
-            Role::UsdmUser => FeedKind::User,
+        let (venue, kind) = match self {
+            Role::UsdmMarket => (Venue::Usdm, FeedKind::Market),
+            Role::UsdmBook => (Venue::Usdm, FeedKind::Book),
+            Role::UsdmUser => (Venue::Usdm, FeedKind::User),
+            Role::SpotMarket => (Venue::Margin, FeedKind::Market),
+            Role::MarginUser(_) => (Venue::Margin, FeedKind::User),
         };
-        FeedStream { venue: Venue::Usdm, kind }
+        FeedStream { venue, kind }
     }
 
     pub fn health_name(self) -> &'static str {
@@ -64,6 +72,10 @@ struct Conn {
 pub struct HotConfig {
     pub usdm_ws: String,
     pub symbols: Vec<Symbol>,
+    pub spot_ws: String,
+    pub spot_wsapi: String,
+    /// Isolated-margin pairs guarded (empty: futures only).
+    pub margin_symbols: Vec<Symbol>,
     pub extra_ca: Option<std::path::PathBuf>,
     pub spin: bool,
     pub account: AccountId,
@@ -73,6 +85,22 @@ pub struct HotConfig {
     /// Market and user-data connection settings (tests shorten them).
     pub market_ws: WsConfig,
     pub user_ws: WsConfig,
+    pub spot_ws_config: WsConfig,
+    pub api_ws: WsConfig,
+}
+
+/// One isolated pair's user data: its API connection and the listen-token session on it.
+struct MarginConn {
+    symbol: Symbol,
+    conn: ConnId,
+    session: MarginUserSession,
+}
+
+/// What happened on a margin API connection during one WebSocket callback, applied after it.
+enum MarginNews {
+    Connected(usize),
+    Disconnected(usize),
+    Control(usize, Control),
 }
 
 pub struct HotLoop {
@@ -83,6 +111,9 @@ pub struct HotLoop {
     market: Option<ConnId>,
     book: Option<ConnId>,
     user: Option<ConnId>,
+    spot: Option<ConnId>,
+    margin: Vec<MarginConn>,
+    margin_news: Vec<MarginNews>,
     watched: Vec<Symbol>,
     out: OutSink,
     from_io: rtrb::Consumer<ToHot>,
@@ -172,6 +203,7 @@ struct FrameSink<'a> {
     unwatched: &'a mut Vec<Symbol>,
     watched: &'a [Symbol],
     listen_key_lost: &'a mut bool,
+    margin_news: &'a mut Vec<MarginNews>,
 }
 
 impl WsSink for FrameSink<'_> {
@@ -198,10 +230,15 @@ impl WsSink for FrameSink<'_> {
             self.latency.record(out.latencies[i]);
         }
         out.latency_count = 0;
-        match parsed {
-            Ok(Parsed::Control(Control::ListenKeyExpired { .. })) => *self.listen_key_lost = true,
-            Ok(_) => {}
-            Err(_) => {
+        match (parsed, c.role) {
+            (Ok(Parsed::Control(Control::ListenKeyExpired { .. })), Role::UsdmUser) => {
+                *self.listen_key_lost = true
+            }
+            (Ok(Parsed::Control(control)), Role::MarginUser(i)) => {
+                self.margin_news.push(MarginNews::Control(i, control))
+            }
+            (Ok(_), _) => {}
+            (Err(_), _) => {
                 stats.malformed.fetch_add(1, Relaxed);
             }
         }
@@ -223,7 +260,18 @@ impl WsSink for FrameSink<'_> {
         };
         let Some(Some(c)) = self.conns.get(conn.index()) else { return };
         let role = c.role;
-        let health = self.health.stream(role.health_name());
+        if let Role::MarginUser(i) = role {
+            // The session decides what a margin connection's state means (subscribed or not).
+            match event {
+                WsEvent::Connected { .. } => self.margin_news.push(MarginNews::Connected(i)),
+                WsEvent::Disconnected { .. } => self.margin_news.push(MarginNews::Disconnected(i)),
+                _ => {}
+            }
+        }
+        let health = match role {
+            Role::MarginUser(_) => None,
+            _ => self.health.stream(role.health_name()),
+        };
         let state = match event {
             WsEvent::Connected { gap: None, .. } => Some(FeedState::Connected),
             WsEvent::Connected { gap: Some(gap), .. } => {
@@ -277,6 +325,9 @@ impl HotLoop {
             market: None,
             book: None,
             user: None,
+            spot: None,
+            margin: Vec::new(),
+            margin_news: Vec::with_capacity(16),
             watched: Vec::new(),
             out: OutSink {
                 intents: to_io,
@@ -345,7 +396,80 @@ impl HotLoop {
         self.market = Some(m);
         self.book = Some(b);
         self.watched = symbols;
+        self.open_margin(now)
+    }
+
+    fn open_margin(&mut self, now: Instant) -> Result<(), String> {
+        let symbols = self.config.margin_symbols.clone();
+        if symbols.is_empty() {
+            return Ok(());
+        }
+        let streams: Vec<String> = symbols
+            .iter()
+            .flat_map(|s| {
+                let s = s.as_str().to_ascii_lowercase();
+                [format!("{s}@trade"), format!("{s}@bookTicker")]
+            })
+            .collect();
+        let refs: Vec<&str> = streams.iter().map(String::as_str).collect();
+        let spot = self
+            .ws
+            .open_streams(&self.config.spot_ws, &refs, &self.config.spot_ws_config, now)
+            .map_err(|e| format!("spot market stream: {e:?}"))?;
+        self.conns[spot.index()] = Some(Conn {
+            role: Role::SpotMarket,
+            parser: FrameParser::new(Connection::market(Venue::Margin)),
+        });
+        self.spot = Some(spot);
+        let now_ms = wall_ms();
+        for (i, &symbol) in symbols.iter().enumerate() {
+            let conn = self
+                .ws
+                .open_api(&self.config.spot_wsapi, &self.config.api_ws, now)
+                .map_err(|e| format!("margin user data: {e:?}"))?;
+            let parser = FrameParser::new(Connection::isolated_margin_user(
+                self.config.account,
+                symbol,
+                quote_of(symbol),
+            ));
+            self.conns[conn.index()] = Some(Conn { role: Role::MarginUser(i), parser });
+            let session = MarginUserSession::new(ListenTokenConfig::default(), &[symbol], now_ms);
+            self.margin.push(MarginConn { symbol, conn, session });
+        }
         Ok(())
+    }
+
+    /// Applies what the margin connections reported, asks for due tokens, sends the sessions'
+    /// requests, and publishes whether every pair is subscribed.
+    fn run_margin(&mut self, now: Instant) {
+        if self.margin.is_empty() {
+            return;
+        }
+        let now_ms = wall_ms();
+        for news in self.margin_news.drain(..) {
+            match news {
+                MarginNews::Connected(i) => self.margin[i].session.on_connected(now_ms),
+                MarginNews::Disconnected(i) => self.margin[i].session.on_disconnected(),
+                MarginNews::Control(i, control) => {
+                    let _ = self.margin[i].session.on_control(control, now_ms);
+                }
+            }
+        }
+        for m in &mut self.margin {
+            m.session.on_timer(now_ms);
+            while let Some(symbol) = m.session.due_token_request(now_ms) {
+                let validity_ms = m.session.validity_ms();
+                let _ = self.out.intents.push(ToIo::TokenRequest { symbol, validity_ms });
+            }
+            for frame in m.session.drain_outbox() {
+                let _ = self.ws.send_text(m.conn, &frame, now);
+            }
+        }
+        let ready = self.margin.iter().all(|m| m.session.ready());
+        if let Some(health) = self.health.stream(Stream::MarginUser.label()) {
+            health.connected.store(ready, Relaxed);
+            health.fresh.store(ready, Relaxed);
+        }
     }
 
     fn watch(&mut self, symbol: Symbol, now: Instant) {
@@ -408,6 +532,7 @@ impl HotLoop {
                     unwatched: &mut unwatched,
                     watched: &self.watched,
                     listen_key_lost: &mut listen_key_lost,
+                    margin_news: &mut self.margin_news,
                 };
                 for event in events.iter() {
                     if self.ws.owns(event.token()) {
@@ -422,6 +547,7 @@ impl HotLoop {
             while let Some(symbol) = unwatched.pop() {
                 self.watch(symbol, now);
             }
+            self.run_margin(now);
             self.drain_io(now, nanos);
             let engine = &mut self.engine;
             let out = &mut self.out;
@@ -475,6 +601,16 @@ impl HotLoop {
                     self.engine.on_event(event, nanos, &mut self.out);
                 }
                 ToHot::UserStream(path) => self.user_stream(&path, now),
+                ToHot::Token { symbol, token } => {
+                    if let Some(m) = self.margin.iter_mut().find(|m| m.symbol == symbol) {
+                        m.session.on_token(symbol, token, wall_ms());
+                    }
+                }
+                ToHot::TokenFailed(symbol) => {
+                    if let Some(m) = self.margin.iter_mut().find(|m| m.symbol == symbol) {
+                        m.session.on_token_failure(symbol, wall_ms());
+                    }
+                }
                 ToHot::Reconciled => {
                     if !self.reconciled {
                         self.reconciled = true;
@@ -519,4 +655,23 @@ impl HotLoop {
 /// Pins the calling thread to `cpu` if given (and reports whether it worked).
 pub fn pin(cpu: Option<usize>) -> bool {
     cpu.is_some_and(crate::affinity::pin_current)
+}
+
+/// Wall-clock milliseconds: listen tokens expire on Binance's clock.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The quote asset of an isolated pair, from its name: exchangeInfo's `quoteAsset` is not
+/// carried by the parsed rules yet, and these are the quotes Binance's isolated pairs use.
+fn quote_of(symbol: Symbol) -> Asset {
+    const QUOTES: [&str; 8] = ["FDUSD", "USDT", "USDC", "BUSD", "BTC", "ETH", "BNB", "TRY"];
+    let name = symbol.as_str();
+    QUOTES
+        .iter()
+        .find(|q| name.ends_with(*q) && name.len() > q.len())
+        .and_then(|q| Asset::new(q.as_bytes()))
+        .unwrap_or(Asset::USDT)
 }

@@ -21,6 +21,7 @@ use super::{ToHot, ToIo};
 pub struct IoConfig {
     pub account: AccountId,
     pub symbols: Vec<Symbol>,
+    pub margin_symbols: Vec<Symbol>,
     pub reconcile_every: Duration,
     pub fallback_every: Duration,
 }
@@ -82,7 +83,12 @@ impl IoThread {
         IoThread {
             executor,
             listen_key: ListenKeyLifecycle::new(ListenKeyConfig::default(), now),
-            reconciler: Reconciler::new(config.reconcile_every.as_millis() as u64, true, &[], now),
+            reconciler: Reconciler::new(
+                config.reconcile_every.as_millis() as u64,
+                true,
+                &config.margin_symbols,
+                now,
+            ),
             fallback: PriceFallback::new(config.fallback_every.as_millis() as u64),
             config,
             from_hot,
@@ -94,16 +100,29 @@ impl IoThread {
 
     /// Loads the symbols' filters and hands them to the engine; the first thing done.
     pub fn load_rules(&mut self) -> Result<(), CallError> {
-        let (account, symbols) = (self.config.account, self.config.symbols.clone());
-        self.executor.load_rules(account, Venue::Usdm, &symbols)?;
-        for symbol in symbols {
-            let market = MarketKey { venue: Venue::Usdm, symbol };
-            if let Some(rules) = self.executor.rules(market) {
-                let rules = *rules;
-                self.sink().send(ToHot::Engine(Event::Rules { market, rules }));
+        let account = self.config.account;
+        let venues = [
+            (Venue::Usdm, self.config.symbols.clone()),
+            (Venue::Margin, self.config.margin_symbols.clone()),
+        ];
+        for (venue, symbols) in venues {
+            if symbols.is_empty() {
+                continue;
+            }
+            self.executor.load_rules(account, venue, &symbols)?;
+            for symbol in symbols {
+                let market = MarketKey { venue, symbol };
+                if let Some(rules) = self.executor.rules(market) {
+                    let rules = *rules;
+                    self.sink().send(ToHot::Engine(Event::Rules { market, rules }));
+                }
             }
         }
         Ok(())
+    }
+
+    fn margin_client(&mut self) -> Option<&mut RestClient> {
+        self.executor.client_mut(self.config.account, Venue::Margin)
     }
 
     fn sink(&mut self) -> ToHotSink<'_> {
@@ -124,6 +143,16 @@ impl IoThread {
                     ToIo::Intent(intent) => self.executor.submit(intent, now),
                     ToIo::Stale(markets) => self.fallback.set_stale(markets, now),
                     ToIo::ListenKeyLost => self.listen_key.on_key_lost(now),
+                    ToIo::TokenRequest { symbol, validity_ms } => {
+                        let token = self
+                            .margin_client()
+                            .map(|c| c.create_listen_token(symbol, Some(validity_ms)));
+                        let reply = match token {
+                            Some(Ok(token)) => ToHot::Token { symbol, token },
+                            _ => ToHot::TokenFailed(symbol),
+                        };
+                        self.sink().send(reply);
+                    }
                 }
             }
             let mut sink = ToHotSink { to_hot: &mut self.to_hot, overflow: &mut self.overflow };
@@ -166,6 +195,7 @@ impl IoThread {
 
     fn reconcile(&mut self, now: u64) {
         while let Some(call) = self.reconciler.due(now) {
+            let mut last_trade_id = None;
             let ok = match call {
                 ReconcileCall::UsdmPositions => match self.client().position_risk(None) {
                     Ok(risks) => {
@@ -179,10 +209,35 @@ impl IoThread {
                     }
                     Err(_) => false,
                 },
-                ReconcileCall::MarginAccount | ReconcileCall::MarginTrades { .. } => true,
+                ReconcileCall::MarginAccount => {
+                    let (account, symbols) =
+                        (self.config.account, self.config.margin_symbols.clone());
+                    match self.margin_client().map(|c| c.isolated_margin_account(&symbols)) {
+                        Some(Ok(isolated)) => {
+                            for pair in &isolated.pairs {
+                                self.sink().send(ToHot::Engine(pair.balance_event(account)));
+                            }
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                ReconcileCall::MarginTrades { symbol, from_id } => {
+                    let account = self.config.account;
+                    match self.margin_client().map(|c| c.margin_trades(symbol, from_id)) {
+                        Some(Ok(rows)) => {
+                            last_trade_id = rows.last().map(|r| r.id);
+                            for row in rows {
+                                self.sink().send(ToHot::Engine(row.event(account)));
+                            }
+                            true
+                        }
+                        _ => false,
+                    }
+                }
             };
             let first = self.reconciler.rounds_done() == 0;
-            self.reconciler.done(call, ok, None);
+            self.reconciler.done(call, ok, last_trade_id);
             if first && self.reconciler.rounds_done() == 1 && ok {
                 self.sink().send(ToHot::Reconciled);
             }
@@ -191,17 +246,22 @@ impl IoThread {
 
     fn price_fallback(&mut self, now: u64) {
         while let Some((market, source)) = self.fallback.due(now) {
-            if market.venue != Venue::Usdm {
-                continue;
-            }
+            let venue = market.venue;
+            let client = match venue {
+                Venue::Usdm => self.client(),
+                Venue::Margin => match self.margin_client() {
+                    Some(client) => client,
+                    None => continue,
+                },
+            };
             let event = match source {
-                TriggerSource::Mark => self.client().mark_price(market.symbol).map(|m| m.event()),
-                TriggerSource::Book => {
-                    self.client().book_ticker(market.symbol).map(|b| b.event(Venue::Usdm))
+                TriggerSource::Mark if venue == Venue::Usdm => {
+                    client.mark_price(market.symbol).map(|m| m.event())
                 }
-                TriggerSource::Last => {
-                    self.client().last_price(market.symbol).map(|l| l.event(Venue::Usdm))
-                }
+                // Margin has no mark price: its last trade price stands in.
+                TriggerSource::Mark => client.last_price(market.symbol).map(|l| l.event(venue)),
+                TriggerSource::Book => client.book_ticker(market.symbol).map(|b| b.event(venue)),
+                TriggerSource::Last => client.last_price(market.symbol).map(|l| l.event(venue)),
             };
             if let Ok(event) = event {
                 self.sink().send(ToHot::Engine(event));

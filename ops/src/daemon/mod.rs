@@ -3,9 +3,11 @@
 //! and a crossbeam channel (HTTP → hot).
 //!
 //! Scope today: USD-M futures (market, book and user-data streams, orders, listen key,
-//! reconciliation, REST price fallback) with the local journal; without Postgres the single-
-//! instance guard is the journal's file lock, and the lease is granted once the first
-//! reconciliation round is in. Isolated margin and the Postgres writer and lease join here next.
+//! reconciliation, REST price fallback) and isolated margin (spot market streams, user data by
+//! listen token on the WebSocket API, one connection per pair, orders, reconciliation by
+//! `myTrades`), with the local journal; without Postgres the single-instance guard is the
+//! journal's file lock, and the lease is granted once the first reconciliation round is in.
+//! The Postgres writer and lease join here next.
 
 mod cold;
 mod hot;
@@ -39,6 +41,11 @@ pub enum ToIo {
     /// The markets whose stream is stale now (the whole set, sent when it changes).
     Stale(Vec<(MarketKey, TriggerSource)>),
     ListenKeyLost,
+    /// A margin pair needs a listen token (`POST /sapi/v1/userListenToken`).
+    TokenRequest {
+        symbol: engine::types::Symbol,
+        validity_ms: u64,
+    },
 }
 
 /// I/O thread → hot thread.
@@ -46,6 +53,11 @@ pub enum ToHot {
     Engine(Event),
     /// The futures user-data stream's path for the current listen key.
     UserStream(String),
+    Token {
+        symbol: engine::types::Symbol,
+        token: feed::rest::ListenToken,
+    },
+    TokenFailed(engine::types::Symbol),
     /// The first reconciliation round has been applied.
     Reconciled,
     Lease(bool),
@@ -56,6 +68,8 @@ pub struct Options {
     pub engine: engine::Config,
     pub market_ws: WsConfig,
     pub user_ws: WsConfig,
+    pub spot_ws: WsConfig,
+    pub api_ws: WsConfig,
 }
 
 impl Default for Options {
@@ -64,6 +78,8 @@ impl Default for Options {
             engine: engine::Config::default(),
             market_ws: WsConfig::usdm_market(),
             user_ws: WsConfig::usdm_user(),
+            spot_ws: WsConfig::spot_market(),
+            api_ws: WsConfig::spot_api(),
         }
     }
 }
@@ -83,18 +99,23 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: Config, options: Options) -> Result<Daemon, String> {
-        if !config.venues.usdm || config.venues.margin {
-            return Err("ROBSON_VENUES: only usdm runs in this version of the daemon".into());
+        if !config.venues.usdm {
+            return Err("ROBSON_VENUES: this version of the daemon needs usdm".into());
         }
+        if config.venues.margin && config.margin_symbols.is_empty() {
+            return Err("ROBSON_MARGIN_SYMBOLS: name the isolated pairs to guard".into());
+        }
+        let margin = config.venues.margin;
         let account = AccountId(0);
         let placement = affinity::place(&affinity::allowed_cpus(), config.hot_cpu)?;
         let metrics = Arc::new(Metrics::default());
-        let roles = [Role::UsdmMarket, Role::UsdmBook, Role::UsdmUser];
-        let health = Arc::new(Health::new(
-            &roles.map(Role::health_name),
-            Arc::clone(&metrics),
-            config.database_url.is_some(),
-        ));
+        let mut roles = vec![Role::UsdmMarket, Role::UsdmBook, Role::UsdmUser];
+        if margin {
+            roles.extend([Role::SpotMarket, Role::MarginUser(0)]);
+        }
+        let names: Vec<&'static str> = roles.iter().map(|r| r.health_name()).collect();
+        let health =
+            Arc::new(Health::new(&names, Arc::clone(&metrics), config.database_url.is_some()));
         let stop = Arc::new(AtomicBool::new(false));
 
         // The journal first: its lock keeps a second instance out, and recovery needs it.
@@ -104,12 +125,12 @@ impl Daemon {
         engine_config.stale_after_ms = config.stale_after_ms;
         let engine = Engine::restore(engine_config, &fold);
 
-        let credentials = match &config.credentials {
-            None => return Err("ROBSON_BINANCE_API_KEY: credentials are needed to run".into()),
+        let credentials = || match &config.credentials {
+            None => Err("ROBSON_BINANCE_API_KEY: credentials are needed to run".to_owned()),
             Some(c) => match &c.signing {
-                Signing::Hmac(secret) => Credentials::hmac(c.api_key.clone(), secret),
+                Signing::Hmac(secret) => Ok(Credentials::hmac(c.api_key.clone(), secret)),
                 Signing::Ed25519(pem) => Credentials::ed25519(c.api_key.clone(), pem)
-                    .map_err(|e| format!("ROBSON_BINANCE_PRIVATE_KEY: {e:?}"))?,
+                    .map_err(|e| format!("ROBSON_BINANCE_PRIVATE_KEY: {e:?}")),
             },
         };
         let http = HttpConfig { extra_ca_pem: config.ca_file.clone(), ..HttpConfig::default() };
@@ -118,12 +139,24 @@ impl Daemon {
             &config.endpoints.usdm_rest,
             &http,
             &RestConfig::default(),
-            Some(credentials),
+            Some(credentials()?),
             Arc::new(SystemClock),
         )
         .map_err(|e| format!("ROBSON_USDM_REST_URL: {e:?}"))?;
         let mut executor = OrderExecutor::new(ExecutorConfig::default());
         executor.add_venue(account, engine::types::Venue::Usdm, client, PositionMode::OneWay);
+        if margin {
+            let spot = RestClient::new(
+                Api::Spot,
+                &config.endpoints.spot_rest,
+                &http,
+                &RestConfig::default(),
+                Some(credentials()?),
+                Arc::new(SystemClock),
+            )
+            .map_err(|e| format!("ROBSON_SPOT_REST_URL: {e:?}"))?;
+            executor.add_venue(account, engine::types::Venue::Margin, spot, PositionMode::OneWay);
+        }
 
         let (to_io, from_hot) = rtrb::RingBuffer::new(4096);
         let (to_hot, from_io) = rtrb::RingBuffer::new(4096);
@@ -137,6 +170,7 @@ impl Daemon {
             io::IoConfig {
                 account,
                 symbols: config.symbols.clone(),
+                margin_symbols: config.margin_symbols.clone(),
                 reconcile_every: config.reconcile_every,
                 fallback_every: Duration::from_secs(1),
             },
@@ -149,12 +183,17 @@ impl Daemon {
         let hot_config = hot::HotConfig {
             usdm_ws: config.endpoints.usdm_ws.clone(),
             symbols: config.symbols.clone(),
+            spot_ws: config.endpoints.spot_ws.clone(),
+            spot_wsapi: config.endpoints.spot_wsapi.clone(),
+            margin_symbols: config.margin_symbols.clone(),
             extra_ca: config.ca_file.clone(),
             spin: config.hot_spin,
             account,
             local_lease: config.database_url.is_none(),
             market_ws: options.market_ws,
             user_ws: options.user_ws,
+            spot_ws_config: options.spot_ws,
+            api_ws: options.api_ws,
         };
         let mut hot = hot::HotLoop::new(
             engine,
