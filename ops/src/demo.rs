@@ -112,6 +112,9 @@ pub fn run(options: DemoOptions) -> Result<(), String> {
     })
     .map_err(|e| format!("simulator: {e}"))?;
     let journal = std::env::temp_dir().join(format!("robsond-demo-{}", std::process::id()));
+    // A fresh token per run, printed for --forever's playground: the control API is on.
+    let token =
+        format!("demo-{:016x}", options.seed ^ u64::from(std::process::id()).rotate_left(17));
     let urls = sim.urls();
     let ca = sim.ca_file().ok_or("the simulator has no CA file")?.to_string_lossy().into_owned();
     let env: BTreeMap<String, String> = [
@@ -129,6 +132,7 @@ pub fn run(options: DemoOptions) -> Result<(), String> {
         ("ROBSON_SPOT_WS_URL", urls.spot_ws.as_str()),
         ("ROBSON_SPOT_WSAPI_URL", urls.spot_wsapi.as_str()),
         ("ROBSON_RECONCILE_SECS", "5"),
+        ("ROBSON_API_TOKEN", token.as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -137,6 +141,12 @@ pub fn run(options: DemoOptions) -> Result<(), String> {
         .map_err(|e| format!("demo configuration: {e}"))?;
     let daemon = Daemon::start(config, Options::default())?;
     println!("robsond demo: probes and metrics on http://{}", daemon.http_addr);
+    if options.forever {
+        println!(
+            "robsond demo: control API: ROBSON_HTTP_ADDR={} ROBSON_API_TOKEN={token} robsond positions",
+            daemon.http_addr
+        );
+    }
 
     let ready_by = Instant::now() + Duration::from_secs(15);
     while !(daemon.health.readiness(false).0) {

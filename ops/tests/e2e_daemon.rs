@@ -24,6 +24,10 @@ struct Robsond {
 
 impl Robsond {
     fn start(sim: &Sim, stale_ms: &str) -> Robsond {
+        Robsond::start_with(sim, stale_ms, &[])
+    }
+
+    fn start_with(sim: &Sim, stale_ms: &str, extra: &[(&str, &str)]) -> Robsond {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let journal = tempfile::tempdir().unwrap();
         let urls = sim.urls();
@@ -41,6 +45,7 @@ impl Robsond {
             .env("ROBSON_SYMBOLS", "BTCUSDT,ETHUSDT")
             .env("ROBSON_STALE_MS", stale_ms)
             .env("ROBSON_RECONCILE_SECS", "2")
+            .envs(extra.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -234,6 +239,55 @@ fn a_silent_market_stream_is_bridged_by_the_rest_fallback() {
     assert_eq!(robsond_orders(&sim, btc()).len(), 1);
     // The stream comes back and readiness with it.
     robsond.wait_for("the stream back", |r| r.get("/readyz").0 == 200);
+    let (status, _) = robsond.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn a_manual_margin_short_is_closed_exactly_once_at_its_stop() {
+    let sim = simulator();
+    let urls = sim.urls().clone();
+    let robsond = Robsond::start_with(
+        &sim,
+        "5000",
+        &[
+            ("ROBSON_VENUES", "usdm,margin"),
+            ("ROBSON_MARGIN_SYMBOLS", "BTCUSDT"),
+            ("ROBSON_SPOT_REST_URL", &urls.spot_rest),
+            ("ROBSON_SPOT_WS_URL", &urls.spot_ws),
+            ("ROBSON_SPOT_WSAPI_URL", &urls.spot_wsapi),
+        ],
+    );
+    // Borrowed and sold by hand in the app: the margin user data (listen token on the WebSocket
+    // API) tells the Safety Net, which protects it 2% above the fill.
+    let fill = sim.manual_order(Venue::Margin, btc(), OrderSide::Sell, Qty::lit("0.02")).unwrap();
+    let margin_position = |r: &Robsond| {
+        r.positions().into_iter().find(|p| p["venue"] == "margin" && p["symbol"] == "BTCUSDT")
+    };
+    robsond.wait_for("the Safety Net on margin", |r| margin_position(r).is_some());
+    let position = margin_position(&robsond).unwrap();
+    assert_eq!(position["side"], "SHORT");
+    assert_eq!(Price::lit(position["entry"].as_str().unwrap()), fill.price);
+    let stop = Price::lit(position["stop"].as_str().unwrap());
+    assert!(stop > fill.price);
+
+    let margin_orders = || -> Vec<sim::OrderRecord> {
+        sim.orders()
+            .into_iter()
+            .filter(|o| o.venue == Venue::Margin && matches!(o.source, OrderSource::Api { .. }))
+            .collect()
+    };
+    let tick = Price::lit("0.01");
+    sim.set_price(Venue::Margin, btc(), Price::from_units(stop.units() - tick.units())).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(margin_orders().is_empty(), "a close before the stop was reached");
+    sim.set_price(Venue::Margin, btc(), stop).unwrap();
+    robsond.wait_for("the margin close", |_| !margin_orders().is_empty());
+    std::thread::sleep(Duration::from_millis(1_000));
+    let closes = margin_orders();
+    assert_eq!(closes.len(), 1, "closed exactly once: {closes:?}");
+    assert_eq!((closes[0].side, closes[0].executed_qty), (OrderSide::Buy, Qty::lit("0.02")));
+    assert!(closes[0].client_order_id.starts_with("rbd-SX-"));
     let (status, _) = robsond.stop();
     assert!(status.success());
 }

@@ -35,6 +35,29 @@ use crate::metrics::{Metrics, latency_channel};
 
 pub use hot::Role;
 
+/// Marks the daemon unhealthy when a thread ends (returns, fails or panics) while the daemon
+/// is not stopping: `/healthz` then fails and an orchestrator restarts the process.
+struct DeathWatch {
+    name: &'static str,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+}
+
+impl DeathWatch {
+    fn new(name: &'static str, health: &Arc<Health>, stop: &Arc<AtomicBool>) -> DeathWatch {
+        DeathWatch { name, health: Arc::clone(health), stop: Arc::clone(stop) }
+    }
+}
+
+impl Drop for DeathWatch {
+    fn drop(&mut self) {
+        if !self.stop.load(Relaxed) {
+            self.health.dead_thread.store(true, Relaxed);
+            eprintln!("robsond: the {} thread ended unexpectedly", self.name);
+        }
+    }
+}
+
 /// Hot thread → I/O thread.
 pub enum ToIo {
     Intent(Intent),
@@ -226,9 +249,13 @@ impl Daemon {
         let others = placement.others.clone();
         let hot_handle = std::thread::Builder::new()
             .name("robsond-hot".into())
-            .spawn(move || {
-                hot::pin(hot_cpu);
-                hot.run()
+            .spawn({
+                let watch = DeathWatch::new("hot", &health, &stop);
+                move || {
+                    let _watch = watch;
+                    hot::pin(hot_cpu);
+                    hot.run()
+                }
             })
             .map_err(|e| e.to_string())?;
         let pin_other = move |i: usize| {
@@ -240,9 +267,13 @@ impl Daemon {
             let pin_other = pin_other.clone();
             std::thread::Builder::new()
                 .name("robsond-io".into())
-                .spawn(move || {
-                    pin_other(0);
-                    io.run()
+                .spawn({
+                    let watch = DeathWatch::new("I/O", &health, &stop);
+                    move || {
+                        let _watch = watch;
+                        pin_other(0);
+                        io.run()
+                    }
                 })
                 .map_err(|e| e.to_string())?
         };
@@ -251,9 +282,17 @@ impl Daemon {
                 (Arc::clone(&stop), Arc::clone(&metrics), pin_other.clone());
             std::thread::Builder::new()
                 .name("robsond-cold".into())
-                .spawn(move || {
-                    pin_other(1);
-                    cold::run(journal, records_rx, &stop, &metrics)
+                .spawn({
+                    let watch = DeathWatch::new("cold", &health, &stop);
+                    move || {
+                        let _watch = watch;
+                        pin_other(1);
+                        let result = cold::run(journal, records_rx, &stop, &metrics);
+                        if let Err(e) = &result {
+                            eprintln!("robsond: cold thread: {e}");
+                        }
+                        result
+                    }
                 })
                 .map_err(|e| e.to_string())?
         };
