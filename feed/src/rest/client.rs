@@ -42,8 +42,8 @@ use super::limits::{Cost, FUTURES_LIMITS, Limit, Priority, RateLimiter, SPOT_LIM
 use super::market::parse_mark_price;
 use super::market::{BookTicker, LastPrice, MarkPrice, parse_book_ticker, parse_last_price};
 use super::order::{OrderReport, PositionSide, parse_order, parse_orders};
-use super::trades::{MarginTradeRow, parse_margin_trades};
 use super::sign::{ApiKey, Ed25519Signer, HmacSigner, KeyError, Query, Secret, Signer};
+use super::trades::{MarginTradeRow, parse_margin_trades};
 use super::user_stream::{ListenKey, ListenToken, parse_listen_key, parse_listen_token};
 
 // ---------------------------------------------------------------------------------------------
