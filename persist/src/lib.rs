@@ -7,5 +7,7 @@
 //! thread hands it events over a ring and never waits.
 
 pub mod codec;
+pub mod cold;
 pub mod journal;
 pub mod pg;
+pub mod recover;
