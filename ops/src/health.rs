@@ -37,6 +37,8 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// The HTTP side's end of the hot thread's latency histograms, drained at each scrape.
     pub latency: Mutex<Option<LatencyCollector>>,
+    /// The cold thread's journal and Postgres progress, once it runs.
+    pub cold: std::sync::OnceLock<Arc<persist::cold::ColdStatus>>,
 }
 
 impl Health {
@@ -53,6 +55,7 @@ impl Health {
             postgres_lag_limit: postgres.then_some(100_000),
             metrics,
             latency: Mutex::new(None),
+            cold: std::sync::OnceLock::new(),
         }
     }
 
@@ -66,6 +69,14 @@ impl Health {
         self.streams.iter().find(|(n, _)| *n == name).map(|(_, s)| s)
     }
 
+    /// Copies the cold thread's progress into the metrics the probes read.
+    fn sync_cold(&self) {
+        if let Some(cold) = self.cold.get() {
+            self.metrics.journal_seq.store(cold.durable_seq(), Relaxed);
+            self.metrics.postgres_seq.store(cold.pg_confirmed(), Relaxed);
+        }
+    }
+
     fn heartbeat_age(&self) -> Duration {
         let now = self.started.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Relaxed)))
@@ -76,7 +87,8 @@ impl Probes for Health {
     fn health(&self) -> (bool, Value) {
         let age = self.heartbeat_age();
         let beating = age <= self.heartbeat_limit;
-        let threads = !self.dead_thread.load(Relaxed);
+        let cold_dead = self.cold.get().is_some_and(|c| c.is_dead() || c.follower_dead());
+        let threads = !self.dead_thread.load(Relaxed) && !cold_dead;
         let body = json!({
             "hot_loop": { "ok": beating, "heartbeat_age_ms": age.as_millis() as u64 },
             "threads": { "ok": threads },
@@ -85,6 +97,7 @@ impl Probes for Health {
     }
 
     fn readiness(&self, standby_ok: bool) -> (bool, Value) {
+        self.sync_cold();
         let mut checks = Map::new();
         let mut ready = true;
         let mut check = |name: &str, ok: bool, detail: Value| {
@@ -123,6 +136,7 @@ impl Probes for Health {
     }
 
     fn metrics(&self) -> String {
+        self.sync_cold();
         if let Some(collector) = self.latency.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             collector.collect(&self.metrics);
         }

@@ -157,19 +157,28 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
                     .map_err(|e| format!("signal handler: {e}"))?;
             }
-            let daemon =
-                robsond::daemon::Daemon::start(config, robsond::daemon::Options::default())?;
+            let options = robsond::daemon::Options {
+                stop: std::sync::Arc::clone(&stop),
+                ..robsond::daemon::Options::default()
+            };
+            let daemon = robsond::daemon::Daemon::start(config, options)?;
             eprintln!(
                 "robsond: running; probes, metrics and control API on http://{}",
                 daemon.http_addr
             );
+            let mut failed = false;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(50));
+                if daemon.health.dead_thread.load(std::sync::atomic::Ordering::Relaxed) {
+                    // A thread died or the lease was lost: restart to re-sync, never limp on.
+                    failed = true;
+                    break;
+                }
             }
             eprintln!("robsond: stopping: lease released, waiting for orders in flight");
             daemon.drain_and_stop(std::time::Duration::from_secs(10))?;
             eprintln!("robsond: stopped; journal flushed");
-            Ok(ExitCode::SUCCESS)
+            Ok(if failed { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
         Command::Migrate => {
             let config = load_config(cli.config.as_ref())?;

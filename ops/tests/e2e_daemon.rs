@@ -28,9 +28,28 @@ impl Robsond {
     }
 
     fn start_with(sim: &Sim, stale_ms: &str, extra: &[(&str, &str)]) -> Robsond {
+        let robsond = Robsond::spawn(sim.urls(), sim.ca_file().unwrap(), stale_ms, extra);
+        robsond.wait_for("ready", |r| r.get("/readyz").0 == 200);
+        robsond
+    }
+
+    /// Started, but not waited for: a standby does not answer until it holds the lease.
+    fn start_detached(
+        urls: &sim::SimUrls,
+        ca: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Robsond {
+        Robsond::spawn(urls, ca, "5000", extra)
+    }
+
+    fn spawn(
+        urls: &sim::SimUrls,
+        ca: &std::path::Path,
+        stale_ms: &str,
+        extra: &[(&str, &str)],
+    ) -> Robsond {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let journal = tempfile::tempdir().unwrap();
-        let urls = sim.urls();
         let child = Command::new(env!("CARGO_BIN_EXE_robsond"))
             .arg("run")
             .env_clear()
@@ -38,7 +57,7 @@ impl Robsond {
             .env("ROBSON_BINANCE_API_SECRET", SimConfig::DEMO_SECRET)
             .env("ROBSON_USDM_REST_URL", &urls.usdm_rest)
             .env("ROBSON_USDM_WS_URL", &urls.usdm_ws)
-            .env("ROBSON_CA_FILE", sim.ca_file().unwrap())
+            .env("ROBSON_CA_FILE", ca)
             .env("ROBSON_JOURNAL_DIR", journal.path())
             .env("ROBSON_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("ROBSON_API_TOKEN", TOKEN)
@@ -50,10 +69,7 @@ impl Robsond {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start robsond");
-        let robsond =
-            Robsond { child, base: format!("http://127.0.0.1:{port}"), _journal: journal };
-        robsond.wait_for("ready", |r| r.get("/readyz").0 == 200);
-        robsond
+        Robsond { child, base: format!("http://127.0.0.1:{port}"), _journal: journal }
     }
 
     fn agent() -> ureq::Agent {
@@ -290,4 +306,75 @@ fn a_manual_margin_short_is_closed_exactly_once_at_its_stop() {
     assert!(closes[0].client_order_id.starts_with("rbd-SX-"));
     let (status, _) = robsond.stop();
     assert!(status.success());
+}
+
+/// A database of its own on the test server, dropped at the end.
+struct Database {
+    url: String,
+    admin: String,
+    name: String,
+}
+
+impl Database {
+    fn new() -> Database {
+        let admin = std::env::var("DATABASE_URL")
+            .expect("DATABASE_URL: run through scripts/test, or `source scripts/pg-env` first");
+        let name = format!("robsond_e2e_{}", std::process::id());
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let (base, _) = admin.rsplit_once('/').expect("a URL with a database name");
+        Database { url: format!("{base}/{name}"), admin, name }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// Issues 4 and 5: a second instance waits for the account's Postgres lease, takes over when the
+/// first stops, rebuilds its state from Postgres (its own journal is empty), and protects the
+/// position the first one was protecting: one close, sent by the second, none by the first.
+#[test]
+fn a_standby_takes_the_lease_rebuilds_from_postgres_and_closes_once() {
+    let db = Database::new();
+    let sim = simulator();
+    let pg = [("ROBSON_DATABASE_URL", db.url.as_str())];
+    let first = Robsond::start_with(&sim, "5000", &pg);
+    sim.manual_order(Venue::Usdm, btc(), OrderSide::Buy, Qty::lit("0.03")).unwrap();
+    first.wait_for("the Safety Net", |r| {
+        r.positions().iter().any(|p| p["symbol"] == "BTCUSDT" && p["modality"] == "safety_net")
+    });
+    let protected = first.positions().into_iter().find(|p| p["symbol"] == "BTCUSDT").unwrap();
+
+    // The second instance starts while the first holds the lease: it waits, serving nothing.
+    let second = std::thread::spawn({
+        let sim_urls = sim.urls().clone();
+        let ca = sim.ca_file().unwrap().to_owned();
+        let url = db.url.clone();
+        move || Robsond::start_detached(&sim_urls, &ca, &[("ROBSON_DATABASE_URL", url.as_str())])
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (status, output) = first.stop();
+    assert!(status.success(), "{output}");
+
+    let second = second.join().unwrap();
+    second.wait_for("the standby to take over", |r| r.get("/readyz").0 == 200);
+    let taken = second.positions().into_iter().find(|p| p["symbol"] == "BTCUSDT");
+    let taken = taken.expect("the position is protected after the hand-over");
+    assert_eq!(taken["id"], protected["id"], "the same position, rebuilt from Postgres");
+    assert_eq!(taken["stop"], protected["stop"]);
+
+    let stop = Price::lit(taken["stop"].as_str().unwrap());
+    sim.set_price(Venue::Usdm, btc(), Price::from_units(stop.units() - 1_000_000)).unwrap();
+    second.wait_for("the close", |_| !robsond_orders(&sim, btc()).is_empty());
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(robsond_orders(&sim, btc()).len(), 1, "closed exactly once across the hand-over");
+    let (status, output) = second.stop();
+    assert!(status.success(), "{output}");
 }

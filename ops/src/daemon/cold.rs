@@ -1,63 +1,64 @@
-//! The cold thread as the daemon runs it today: engine records from the hot thread's ring into
-//! the local journal, fsynced in batches, with the durable sequence number published for
-//! `/readyz` and `/metrics`. Start-up reads the journal back into a `JournalFold` for
-//! `Engine::restore`.
+//! The cold side as the daemon runs it: start-up state from the journal (and Postgres when
+//! configured), then `persist::cold`'s journal thread and, with Postgres, its follower. This
+//! module only wires them; what they guarantee is documented in `persist`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use engine::{JournalFold, Record};
-use persist::codec;
-use persist::journal::{Journal, JournalConfig, JournalReader};
+use persist::cold::{
+    ColdConfig, ColdStatus, ColdThread, ColdWriter, FollowerConfig, FollowerThread, PgFollower,
+};
+use persist::journal::{Journal, JournalConfig};
+use persist::pg::PgConfig;
+use persist::recover::{Loaded, load_state};
 
-use crate::metrics::Metrics;
-
-/// Opens (and locks) the journal and folds what it holds.
-pub fn open(dir: &Path) -> Result<(Journal, JournalFold), String> {
+/// Opens (and locks) the journal and loads the state a restart continues from.
+pub fn open(dir: &Path, pg: Option<&PgConfig>) -> Result<(Journal, Loaded), String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("ROBSON_JOURNAL_DIR: cannot create {}: {e}", dir.display()))?;
-    let (journal, _recovery) = Journal::open(dir, JournalConfig::default())
+    let (mut journal, _recovery) = Journal::open(dir, JournalConfig::default())
         .map_err(|e| format!("ROBSON_JOURNAL_DIR: {e}"))?;
-    let mut fold = JournalFold::new();
-    for record in JournalReader::open_read_only(dir, 1) {
-        let record = record.map_err(|e| format!("journal: {e}"))?;
-        let decoded = codec::decode(&record.payload)
-            .map_err(|e| format!("journal record {}: {e}", record.seq))?;
-        fold.apply(&decoded).map_err(|e| format!("journal: {e}"))?;
-    }
-    Ok((journal, fold))
+    let loaded = load_state(&mut journal, pg).map_err(|e| format!("start-up state: {e}"))?;
+    Ok((journal, loaded))
 }
 
-pub fn run(
-    mut journal: Journal,
-    mut records: rtrb::Consumer<Record>,
-    stop: &AtomicBool,
-    metrics: &Metrics,
-) -> Result<(), String> {
-    let mut payload = Vec::with_capacity(256);
-    loop {
-        let stopping = stop.load(Relaxed);
-        let mut appended = 0;
-        while let Ok(record) = records.pop() {
-            payload.clear();
-            codec::encode(&record, &mut payload);
-            journal.append(record.seq, &payload).map_err(|e| format!("journal append: {e}"))?;
-            appended += 1;
+pub struct Cold {
+    thread: ColdThread,
+    follower: Option<FollowerThread>,
+    pub status: Arc<ColdStatus>,
+}
+
+pub fn start(
+    journal: Journal,
+    records: rtrb::Consumer<engine::Record>,
+    loaded: Loaded,
+    pg: Option<PgConfig>,
+) -> Result<Cold, String> {
+    let config = ColdConfig { postgres: pg.is_some(), ..ColdConfig::default() };
+    let writer = ColdWriter::new(journal, records, loaded.restart, config)
+        .map_err(|e| format!("cold thread: {e}"))?;
+    let status = writer.status();
+    let feed = writer.feed();
+    let thread = writer.spawn().map_err(|e| format!("cold thread: {e}"))?;
+    let follower = match pg {
+        Some(pg) => Some(
+            PgFollower::new(pg, feed, FollowerConfig::default())
+                .spawn()
+                .map_err(|e| format!("Postgres follower: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(Cold { thread, follower, status })
+}
+
+impl Cold {
+    /// Drains the ring (the hot thread has stopped), syncs and closes the journal, then lets
+    /// the follower catch up to what is durable and stops it.
+    pub fn stop(self) -> Result<(), String> {
+        self.thread.stop_and_join().map_err(|e| format!("journal: {e}"))?;
+        if let Some(follower) = self.follower {
+            follower.stop_and_join().map_err(|e| format!("Postgres follower: {e}"))?;
         }
-        journal.sync_if_due(Instant::now()).map_err(|e| format!("journal sync: {e}"))?;
-        metrics.journal_seq.store(journal.durable_seq(), Relaxed);
-        if stopping {
-            journal.sync().map_err(|e| format!("journal sync: {e}"))?;
-            metrics.journal_seq.store(journal.durable_seq(), Relaxed);
-            return journal.close().map_err(|e| format!("journal close: {e}"));
-        }
-        if appended == 0 {
-            let wait = journal
-                .sync_deadline()
-                .map_or(Duration::from_millis(2), |d| d.saturating_duration_since(Instant::now()))
-                .min(Duration::from_millis(2));
-            std::thread::sleep(wait);
-        }
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@
 mod cold;
 mod hot;
 mod io;
+mod lease;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -32,6 +33,7 @@ use crate::api::{self, ApiConfig, Envelope, Probes};
 use crate::config::{Config, Signing};
 use crate::health::Health;
 use crate::metrics::{Metrics, latency_channel};
+use persist::pg::PgConfig;
 
 pub use hot::Role;
 
@@ -93,6 +95,8 @@ pub struct Options {
     pub user_ws: WsConfig,
     pub spot_ws: WsConfig,
     pub api_ws: WsConfig,
+    /// Set by a signal: ends a wait for the Postgres lease before anything started.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Default for Options {
@@ -103,6 +107,7 @@ impl Default for Options {
             user_ws: WsConfig::usdm_user(),
             spot_ws: WsConfig::spot_market(),
             api_ws: WsConfig::spot_api(),
+            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -115,7 +120,8 @@ pub struct Daemon {
     pub commands: crossbeam_channel::Sender<Envelope>,
     hot: Option<JoinHandle<Engine>>,
     io: Option<JoinHandle<()>>,
-    cold: Option<JoinHandle<Result<(), String>>>,
+    cold: Option<cold::Cold>,
+    lease: Option<JoinHandle<()>>,
     http: Option<JoinHandle<()>>,
     server: Arc<tiny_http::Server>,
 }
@@ -141,12 +147,28 @@ impl Daemon {
             Arc::new(Health::new(&names, Arc::clone(&metrics), config.database_url.is_some()));
         let stop = Arc::new(AtomicBool::new(false));
 
-        // The journal first: its lock keeps a second instance out, and recovery needs it.
-        let (journal, fold) = cold::open(&config.journal_dir)?;
+        // With Postgres, the account's lease comes first: a standby waits here, so it never
+        // loads a state the holder is still changing. Then the journal (its lock keeps a second
+        // instance on this directory out) and the state a restart continues from.
+        let pg = match &config.database_url {
+            Some(url) => Some(
+                PgConfig::new(
+                    std::str::from_utf8(url.expose())
+                        .map_err(|_| "ROBSON_DATABASE_URL: not text".to_owned())?,
+                )
+                .with_application_name("robsond"),
+            ),
+            None => None,
+        };
+        let lease = match &pg {
+            Some(pg) => Some(lease::acquire(pg, account, &options.stop)?),
+            None => None,
+        };
+        let (journal, loaded) = cold::open(&config.journal_dir, pg.as_ref())?;
         let mut engine_config = options.engine;
         engine_config.safety_pct = config.safety_net_pct;
         engine_config.stale_after_ms = config.stale_after_ms;
-        let engine = Engine::restore(engine_config, &fold);
+        let engine = Engine::restore(engine_config, loaded.fold());
 
         let credentials = || match &config.credentials {
             None => Err("ROBSON_BINANCE_API_KEY: credentials are needed to run".to_owned()),
@@ -212,7 +234,7 @@ impl Daemon {
             extra_ca: config.ca_file.clone(),
             spin: config.hot_spin,
             account,
-            local_lease: config.database_url.is_none(),
+            local_lease: pg.is_none(),
             market_ws: options.market_ws,
             user_ws: options.user_ws,
             spot_ws_config: options.spot_ws,
@@ -277,24 +299,16 @@ impl Daemon {
                 })
                 .map_err(|e| e.to_string())?
         };
-        let cold_handle = {
-            let (stop, metrics, pin_other) =
-                (Arc::clone(&stop), Arc::clone(&metrics), pin_other.clone());
-            std::thread::Builder::new()
-                .name("robsond-cold".into())
-                .spawn({
-                    let watch = DeathWatch::new("cold", &health, &stop);
-                    move || {
-                        let _watch = watch;
-                        pin_other(1);
-                        let result = cold::run(journal, records_rx, &stop, &metrics);
-                        if let Err(e) = &result {
-                            eprintln!("robsond: cold thread: {e}");
-                        }
-                        result
-                    }
-                })
-                .map_err(|e| e.to_string())?
+        let cold = cold::start(journal, records_rx, loaded, pg.clone())?;
+        let _ = health.cold.set(Arc::clone(&cold.status));
+        let lease_handle = match lease {
+            Some(lease) => Some(lease::spawn(
+                lease,
+                Arc::clone(&health),
+                commands_tx.clone(),
+                Arc::clone(&stop),
+            )?),
+            None => None,
         };
         let http_handle = {
             let (server, probes): (_, Arc<dyn Probes>) = (Arc::clone(&server), health.clone());
@@ -315,7 +329,8 @@ impl Daemon {
             commands: commands_tx,
             hot: Some(hot_handle),
             io: Some(io_handle),
-            cold: Some(cold_handle),
+            cold: Some(cold),
+            lease: lease_handle,
             http: Some(http_handle),
             server,
         })
@@ -357,8 +372,11 @@ impl Daemon {
         if let Some(h) = self.io.take() {
             h.join().map_err(|_| "I/O thread panicked")?;
         }
-        if let Some(h) = self.cold.take() {
-            h.join().map_err(|_| "cold thread panicked")??;
+        if let Some(cold) = self.cold.take() {
+            cold.stop()?;
+        }
+        if let Some(h) = self.lease.take() {
+            let _ = h.join();
         }
         if let Some(h) = self.http.take() {
             let _ = h.join();
