@@ -23,7 +23,13 @@ const PROGRESS_BEFORE_KILL: u64 = 100;
 /// A guard against a hung child, never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Between fork and exec a child holds copies of every descriptor of this process, the
+/// journal lock's included, until exec closes them (O_CLOEXEC): a test that reopens a journal in
+/// this process must not race a spawn in another test, or it sees its own lock still held.
+static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn spawn_child(role: &str, dir: &Path) -> Child {
+    let _spawning = SPAWNING.lock().unwrap_or_else(|p| p.into_inner());
     Command::new(env!("CARGO_BIN_EXE_journal-test-child"))
         .env(CHILD_ROLE, role)
         .env(CHILD_DIR, dir)
@@ -166,6 +172,7 @@ fn a_second_open_in_this_process_is_locked_out_until_the_first_is_dropped() {
     }
     // The refused open touched nothing: the first handle goes on.
     first.append(2, b"two").expect("append after a refused open");
+    let _no_spawn = SPAWNING.lock().unwrap_or_else(|p| p.into_inner());
     drop(first);
     let (second, recovery) = Journal::open(dir.path(), JournalConfig::default()).expect("reopen");
     assert_eq!(recovery.last_seq, 2);

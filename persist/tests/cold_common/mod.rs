@@ -8,16 +8,13 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use engine::events::{
-    ArmParams, CloseReason, ClosedBy, Journal, OrderIntent, OrderStatus, OrderUpdate,
-};
-use engine::types::{OrderPurpose, OrderSide, OrderTag};
+use engine::events::{ArmParams, Journal};
 use engine::*;
 use persist::codec;
 use persist::journal::{JournalConfig, JournalReader};
 use rtrb::Producer;
 
-use crate::pg_common::{qty, usdm};
+use crate::pg_common::{lifecycle_with, qty, usdm};
 
 /// Small segments (a few hundred records each), fsync every 256 records or 2 ms.
 pub fn small_segments() -> JournalConfig {
@@ -156,82 +153,9 @@ pub fn waves(n: usize, long_lived_at: Option<usize>) -> Stream {
     Stream { records, long_lived }
 }
 
+/// Lives that always end, without staleness noise: the waves' positions all close.
 fn lifecycle(id: u64, symbol: &str) -> Vec<Journal> {
-    let position = PositionId(id);
-    let base = 1_000 + (id % 97) as i64 * 10;
-    let p = |whole: i64| Price::from_int(whole);
-    if id.is_multiple_of(3) {
-        let key = usdm(symbol, Side::Short);
-        let pct = Ratio::percent(2);
-        return vec![
-            Journal::PositionDetected {
-                id: position,
-                key,
-                qty: qty("1.5"),
-                entry: p(base),
-                from: None,
-            },
-            Journal::SafetyStopSet { id: position, stop: p(base + 20), pct },
-            Journal::PositionUpdated { id: position, qty: qty("2.5"), entry: p(base - 10) },
-            Journal::SafetyStopSet { id: position, stop: p(base + 10), pct },
-            Journal::PositionClosed { id: position, by: ClosedBy::External },
-        ];
-    }
-    let key = usdm(symbol, Side::Long);
-    let tag = |purpose, sequence| {
-        ClientOrderId::new(OrderTag { modality: Modality::Core, purpose, position, sequence })
-    };
-    let entry_order = OrderIntent {
-        cid: tag(OrderPurpose::Entry, 1),
-        key,
-        order_side: OrderSide::Buy,
-        qty: qty("0.250"),
-        purpose: OrderPurpose::Entry,
-        modality: Modality::Core,
-    };
-    let close_order = OrderIntent {
-        cid: tag(OrderPurpose::Close, 2),
-        order_side: OrderSide::Sell,
-        purpose: OrderPurpose::Close,
-        ..entry_order
-    };
-    let update = |intent: &OrderIntent, status, avg: Price| OrderUpdate {
-        account: key.account,
-        venue: key.venue,
-        symbol: key.symbol,
-        cid: intent.cid,
-        status,
-        cum_qty: intent.qty,
-        avg_price: avg,
-        exchange_ms: 1_700_000_000_000 + id,
-    };
-    vec![
-        Journal::Armed { id: position, key, params: ArmParams::default() },
-        Journal::EntrySignal { id: position, cross: signal::Cross::Up, price: p(base) },
-        Journal::OrderSent { intent: entry_order, reason: None },
-        Journal::OrderUpdated {
-            id: position,
-            update: update(&entry_order, OrderStatus::Filled, p(base)),
-        },
-        Journal::PositionOpened {
-            id: position,
-            key,
-            qty: qty("0.250"),
-            entry: p(base),
-            stop: p(base - 20),
-            span: p(20),
-        },
-        Journal::StopMoved { id: position, from: p(base - 20), to: p(base), level: 1 },
-        Journal::StopMoved { id: position, from: p(base), to: p(base + 20), level: 2 },
-        Journal::StopTriggered { id: position, trigger: p(base + 19), stop: p(base + 20) },
-        Journal::OrderSent { intent: close_order, reason: Some(CloseReason::StopHit) },
-        Journal::QuerySent { id: position, cid: close_order.cid },
-        Journal::OrderUpdated {
-            id: position,
-            update: update(&close_order, OrderStatus::Filled, p(base + 19)),
-        },
-        Journal::PositionClosed { id: position, by: ClosedBy::OwnOrder },
-    ]
+    lifecycle_with(id, symbol, false, true)
 }
 
 /// Every record the journal in `dir` holds from `from` on, decoded, checking that each decodes

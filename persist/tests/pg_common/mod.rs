@@ -457,6 +457,12 @@ pub fn synthetic(n: usize) -> Vec<Record> {
 }
 
 fn lifecycle(id: u64, symbol: &str) -> Vec<Journal> {
+    lifecycle_with(id, symbol, true, false)
+}
+
+/// One position's records: every third a Safety Net position (with price staleness noise if
+/// `noise`, closed if `close_all` or its id is even), the others a Core life from arm to exit.
+pub fn lifecycle_with(id: u64, symbol: &str, noise: bool, close_all: bool) -> Vec<Journal> {
     let position = PositionId(id);
     let base = 1_000 + (id % 97) as i64 * 10;
     let p = |whole: i64| Price::from_int(whole);
@@ -472,12 +478,18 @@ fn lifecycle(id: u64, symbol: &str) -> Vec<Journal> {
                 from: None,
             },
             Journal::SafetyStopSet { id: position, stop: p(base + 20), pct },
-            Journal::PriceStale { market: key.market() },
-            Journal::PriceFresh { market: key.market() },
-            Journal::PositionUpdated { id: position, qty: qty("2.5"), entry: p(base - 10) },
-            Journal::SafetyStopSet { id: position, stop: p(base + 10), pct },
         ];
-        if id.is_multiple_of(2) {
+        if noise {
+            events.push(Journal::PriceStale { market: key.market() });
+            events.push(Journal::PriceFresh { market: key.market() });
+        }
+        events.push(Journal::PositionUpdated {
+            id: position,
+            qty: qty("2.5"),
+            entry: p(base - 10),
+        });
+        events.push(Journal::SafetyStopSet { id: position, stop: p(base + 10), pct });
+        if close_all || id.is_multiple_of(2) {
             events.push(Journal::PositionClosed { id: position, by: ClosedBy::External });
         }
         return events;
