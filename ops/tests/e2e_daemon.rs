@@ -193,6 +193,25 @@ fn a_manual_long_is_closed_exactly_once_at_its_stop_and_core_trades_beside_it() 
     sim.set_price(Venue::Usdm, eth(), Price::lit("3160")).unwrap();
     robsond.wait_for("the trailing stop", |r| stop_of(r).is_some_and(|s| s > first_stop));
     let trailed = stop_of(&robsond).unwrap();
+    // The CLI's clients of the control API, as an operator runs them.
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_robsond"))
+            .args(args)
+            .env_clear()
+            .env("ROBSON_HTTP_ADDR", robsond.base.trim_start_matches("http://"))
+            .env("ROBSON_API_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, status) = cli(&["status"]);
+    assert!(ok && status.contains("healthz  ok") && status.contains("readyz   ok"), "{status}");
+    let (ok, table) = cli(&["positions"]);
+    assert!(ok, "{table}");
+    assert!(table.lines().next().unwrap().starts_with("id"), "a table with a header:\n{table}");
+    assert!(table.contains("ETHUSDT") && table.contains("BTCUSDT"), "{table}");
+    let (ok, json) = cli(&["positions", "--json"]);
+    assert!(ok && serde_json::from_str::<Value>(&json).is_ok(), "{json}");
 
     // BTC one tick above the stop: nothing. At the stop: one close for the whole position.
     let tick = Price::lit("0.1");
