@@ -135,6 +135,7 @@ pub struct HotLoop {
 struct OutSink {
     intents: rtrb::Producer<ToIo>,
     intent_overflow: VecDeque<Intent>,
+    io_overflow: VecDeque<ToIo>,
     records: rtrb::Producer<Record>,
     record_overflow: VecDeque<Record>,
     metrics: Arc<Metrics>,
@@ -170,7 +171,23 @@ impl Sink for OutSink {
 }
 
 impl OutSink {
+    /// A rare message for the I/O thread (a token request, a lost listen key): never dropped,
+    /// queued behind anything already waiting.
+    fn send_io(&mut self, message: ToIo) {
+        if !self.io_overflow.is_empty() {
+            self.io_overflow.push_back(message);
+        } else if let Err(rtrb::PushError::Full(message)) = self.intents.push(message) {
+            self.io_overflow.push_back(message);
+        }
+    }
+
     fn flush(&mut self) {
+        while let Some(message) = self.io_overflow.pop_front() {
+            if let Err(rtrb::PushError::Full(message)) = self.intents.push(message) {
+                self.io_overflow.push_front(message);
+                break;
+            }
+        }
         while let Some(intent) = self.intent_overflow.front() {
             if self.intents.push(ToIo::Intent(*intent)).is_err() {
                 break;
@@ -332,6 +349,7 @@ impl HotLoop {
             out: OutSink {
                 intents: to_io,
                 intent_overflow: VecDeque::with_capacity(4096),
+                io_overflow: VecDeque::with_capacity(64),
                 records,
                 record_overflow: VecDeque::with_capacity(65_536),
                 metrics: Arc::clone(&metrics),
@@ -459,7 +477,7 @@ impl HotLoop {
             m.session.on_timer(now_ms);
             while let Some(symbol) = m.session.due_token_request(now_ms) {
                 let validity_ms = m.session.validity_ms();
-                let _ = self.out.intents.push(ToIo::TokenRequest { symbol, validity_ms });
+                self.out.send_io(ToIo::TokenRequest { symbol, validity_ms });
             }
             for frame in m.session.drain_outbox() {
                 let _ = self.ws.send_text(m.conn, &frame, now);
@@ -542,7 +560,7 @@ impl HotLoop {
                 self.ws.on_timer(now, &mut sink);
             }
             if listen_key_lost {
-                let _ = self.out.intents.push(ToIo::ListenKeyLost);
+                self.out.send_io(ToIo::ListenKeyLost);
             }
             while let Some(symbol) = unwatched.pop() {
                 self.watch(symbol, now);
@@ -630,12 +648,29 @@ impl HotLoop {
     }
 
     fn report_stale(&mut self, nanos: Nanos) {
-        let stale: Vec<MarketKey> = self.engine.stale_markets(nanos).collect();
-        let changed = stale.len() != self.stale.len()
-            || stale.iter().zip(&self.stale).any(|(a, (b, _))| a != b);
-        if changed {
-            self.stale = stale.iter().map(|&m| (m, TriggerSource::default_for(m.venue))).collect();
-            let _ = self.out.intents.push(ToIo::Stale(self.stale.clone()));
+        // Compared in place: no allocation unless the set changed.
+        let mut now_stale = self.engine.stale_markets(nanos);
+        let mut same = true;
+        let mut count = 0;
+        for (i, market) in now_stale.by_ref().enumerate() {
+            count = i + 1;
+            if self.stale.get(i).is_none_or(|(m, _)| *m != market) {
+                same = false;
+                break;
+            }
+        }
+        if same && count == self.stale.len() {
+            return;
+        }
+        let stale: Vec<(MarketKey, TriggerSource)> = self
+            .engine
+            .stale_markets(nanos)
+            .map(|m| (m, TriggerSource::default_for(m.venue)))
+            .collect();
+        // Remembered only once the I/O thread has it: a full ring retries on the next tick
+        // rather than leaving a stale market without its REST fallback.
+        if self.out.intents.push(ToIo::Stale(stale.clone())).is_ok() {
+            self.stale = stale;
         }
     }
 
