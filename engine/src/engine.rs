@@ -421,6 +421,9 @@ pub struct Engine {
     next_id: u64,
     next_seq: u64,
     halted: bool,
+    /// Shutting down (SIGTERM): no new entries, stops still fire. Not journaled: the next
+    /// instance starts without it.
+    draining: bool,
     lease: bool,
     /// Earliest retry due among exiting positions with nothing in flight.
     next_retry: Nanos,
@@ -441,6 +444,7 @@ impl Engine {
             next_id: 1,
             next_seq: 1,
             halted: false,
+            draining: false,
             // DESIGN.md section 5: an instance sends nothing until it holds the lease.
             lease: false,
             next_retry: Nanos(u64::MAX),
@@ -553,6 +557,10 @@ impl Engine {
             Event::Disarm { id } => self.disarm(id, sink),
             Event::Halt { flatten } => {
                 self.halt(flatten, sink);
+                Reply::Done
+            }
+            Event::Drain => {
+                self.draining = true;
                 Reply::Done
             }
             Event::Resume => {
@@ -1480,7 +1488,7 @@ impl Engine {
     ) -> bool {
         let (id, key) = (self.slots[slot as usize].id, self.slots[slot as usize].key);
         self.journal(sink, Journal::EntrySignal { id, cross, price });
-        if self.halted || !self.lease {
+        if self.halted || self.draining || !self.lease {
             self.journal(sink, Journal::EntrySuppressed { id });
             return false;
         }

@@ -188,6 +188,9 @@ pub enum Event {
     },
     /// Time passing with no other event: retries fall due and prices go stale.
     Tick,
+    /// The process is shutting down: no new entries; stops keep firing while orders in flight
+    /// resolve. Not journaled, so a restart does not inherit it.
+    Drain,
     /// A feed connection changed state (connected, lost, back after a gap, stale, fresh).
     Feed {
         stream: FeedStream,

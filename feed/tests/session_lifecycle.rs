@@ -275,10 +275,19 @@ fn reconciler_runs_rounds_one_at_a_time_and_follows_trade_ids() {
     assert_eq!(r.due(25_000), None, "the last call of the round is still out");
     r.done(round[3], true, None);
     assert_eq!(r.rounds_done(), 1);
+    assert_eq!(r.rounds_succeeded(), 0, "a call of that round failed");
     assert_eq!(r.due(19_999), None);
     let round: Vec<_> = std::iter::from_fn(|| r.due(20_000)).collect();
     assert_eq!(round[2], ReconcileCall::MarginTrades { symbol: btc, from_id: Some(42) });
     assert_eq!(round[3], ReconcileCall::MarginTrades { symbol: eth, from_id: None });
+    for call in round {
+        r.done(call, true, None);
+    }
+    assert_eq!((r.rounds_done(), r.rounds_succeeded()), (2, 1));
+    // A user-data gap hurries the next round.
+    assert_eq!(r.due(20_001), None);
+    r.hurry(20_001);
+    assert_eq!(r.due(20_001), Some(ReconcileCall::UsdmPositions));
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub struct Health {
     pub reconciled: AtomicBool,
     pub lease: AtomicBool,
     pub dead_thread: AtomicBool,
+    /// SIGTERM received: the lease must not be (re)granted any more.
+    pub draining: AtomicBool,
     /// Engine records not yet durable in the journal before readiness fails.
     pub journal_lag_limit: u64,
     /// Engine records not yet in Postgres before readiness fails (None: no Postgres).
@@ -51,6 +53,7 @@ impl Health {
             reconciled: AtomicBool::new(false),
             lease: AtomicBool::new(false),
             dead_thread: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             journal_lag_limit: 10_000,
             postgres_lag_limit: postgres.then_some(100_000),
             metrics,
@@ -73,7 +76,10 @@ impl Health {
     fn sync_cold(&self) {
         if let Some(cold) = self.cold.get() {
             self.metrics.journal_seq.store(cold.durable_seq(), Relaxed);
-            self.metrics.postgres_seq.store(cold.pg_confirmed(), Relaxed);
+            // Without Postgres there is no lag to show.
+            let confirmed =
+                if cold.postgres_configured() { cold.pg_confirmed() } else { cold.durable_seq() };
+            self.metrics.postgres_seq.store(confirmed, Relaxed);
         }
     }
 

@@ -63,7 +63,9 @@ impl Robsond {
             .env("ROBSON_API_TOKEN", TOKEN)
             .env("ROBSON_SYMBOLS", "BTCUSDT,ETHUSDT")
             .env("ROBSON_STALE_MS", stale_ms)
-            .env("ROBSON_RECONCILE_SECS", "2")
+            // Long enough that detection in these tests can only come from the user-data
+            // streams, not from a periodic REST round (the one at start-up aside).
+            .env("ROBSON_RECONCILE_SECS", "600")
             .envs(extra.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -396,4 +398,56 @@ fn a_standby_takes_the_lease_rebuilds_from_postgres_and_closes_once() {
     assert_eq!(robsond_orders(&sim, btc()).len(), 1, "closed exactly once across the hand-over");
     let (status, output) = second.stop();
     assert!(status.success(), "{output}");
+}
+
+/// SIGTERM stops new entries but not protection: while a close is still in flight, a stop
+/// crossed during the drain is closed too, and the process exits 0 once both are settled.
+#[test]
+fn a_stop_crossed_during_the_sigterm_drain_is_still_closed() {
+    let sim = simulator();
+    let mut robsond = Robsond::start(&sim, "5000");
+    sim.manual_order(Venue::Usdm, btc(), OrderSide::Buy, Qty::lit("0.02")).unwrap();
+    sim.manual_order(Venue::Usdm, eth(), OrderSide::Buy, Qty::lit("1")).unwrap();
+    robsond.wait_for("both protected", |r| r.positions().len() == 2);
+    let stop_of = |r: &Robsond, symbol: &str| {
+        let p = r.positions().into_iter().find(|p| p["symbol"] == symbol).unwrap();
+        Price::lit(p["stop"].as_str().unwrap())
+    };
+    let (btc_stop, eth_stop) = (stop_of(&robsond, "BTCUSDT"), stop_of(&robsond, "ETHUSDT"));
+
+    // BTC's close stays open (NEW) for 3 s at the exchange.
+    sim.fault(Fault::DelayFills { delay: Duration::from_secs(3), orders: 1 });
+    sim.set_price(Venue::Usdm, btc(), Price::from_units(btc_stop.units() - 1_000_000)).unwrap();
+    robsond.wait_for("BTC's close sent", |_| !robsond_orders(&sim, btc()).is_empty());
+    let pid = robsond.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    sim.set_price(Venue::Usdm, eth(), Price::from_units(eth_stop.units() - 1_000_000)).unwrap();
+    let status = robsond.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        robsond_orders(&sim, eth()).len(),
+        1,
+        "ETH's stop, crossed during the drain, closed"
+    );
+    assert!(sim.position(btc()).amount.is_zero() && sim.position(eth()).amount.is_zero());
+}
+
+/// Nothing is protected before start-up has reconciled; a failed first round is retried soon
+/// (not a period later), and the daemon becomes ready.
+#[test]
+fn a_failed_first_reconciliation_is_retried_and_the_daemon_becomes_ready() {
+    let sim = simulator();
+    sim.fault(Fault::FailRest {
+        path_prefix: "/fapi/v3/positionRisk".into(),
+        count: 1,
+        failure: sim::RestFailure::RejectBefore { status: 503 },
+    });
+    // `start` waits for /readyz, which needs the reconciliation.
+    let robsond = Robsond::start(&sim, "5000");
+    let failed_first =
+        sim.requests().iter().filter(|r| r.path.starts_with("/fapi/v3/positionRisk")).count();
+    assert!(failed_first >= 2, "the failed round was tried again ({failed_first} calls)");
+    let (status, _) = robsond.stop();
+    assert!(status.success());
 }

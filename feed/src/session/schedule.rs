@@ -31,6 +31,8 @@ pub struct Reconciler {
     round: Vec<ReconcileCall>,
     in_flight: usize,
     rounds_done: u64,
+    round_failed: bool,
+    rounds_succeeded: u64,
 }
 
 impl Reconciler {
@@ -44,6 +46,8 @@ impl Reconciler {
             round: Vec::new(),
             in_flight: 0,
             rounds_done: 0,
+            round_failed: false,
+            rounds_succeeded: 0,
         }
     }
 
@@ -68,6 +72,7 @@ impl Reconciler {
             }
             // Reverse so that `pop` hands the calls out in the order above.
             self.round.reverse();
+            self.round_failed = false;
             self.next_round_ms = now_ms.saturating_add(self.every_ms);
         }
         let call = self.round.pop()?;
@@ -79,6 +84,7 @@ impl Reconciler {
     /// trades, `last_trade_id` is the highest id the reply held.
     pub fn done(&mut self, call: ReconcileCall, ok: bool, last_trade_id: Option<u64>) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.round_failed |= !ok;
         if let (ReconcileCall::MarginTrades { symbol, .. }, true, Some(id)) =
             (call, ok, last_trade_id)
             && let Some(entry) = self.margin.iter_mut().find(|(s, _)| *s == symbol)
@@ -87,7 +93,21 @@ impl Reconciler {
         }
         if self.round.is_empty() && self.in_flight == 0 {
             self.rounds_done += 1;
+            if !self.round_failed {
+                self.rounds_succeeded += 1;
+            }
         }
+    }
+
+    /// Rounds in which every call succeeded: start-up is reconciled after the first one (a round
+    /// with a failed call says nothing about what that call would have shown).
+    pub fn rounds_succeeded(&self) -> u64 {
+        self.rounds_succeeded
+    }
+
+    /// Starts the next round at once (after a user-data stream gap), unless one is under way.
+    pub fn hurry(&mut self, now_ms: u64) {
+        self.next_round_ms = self.next_round_ms.min(now_ms);
     }
 
     /// Rounds completed (failed calls included): `/readyz` wants at least one after start-up.

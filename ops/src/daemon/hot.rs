@@ -67,6 +67,8 @@ impl Role {
 struct Conn {
     role: Role,
     parser: FrameParser,
+    /// Index of its entry in `Health::streams` (margin pairs share one, set by their sessions).
+    health: Option<usize>,
 }
 
 pub struct HotConfig {
@@ -228,6 +230,9 @@ impl WsSink for FrameSink<'_> {
         let Some(Some(c)) = self.conns.get_mut(conn.index()) else { return };
         let stats = self.metrics.stream(c.role.stream());
         stats.messages.fetch_add(1, Relaxed);
+        if let Some(health) = c.health {
+            self.health.streams[health].1.fresh.store(true, Relaxed);
+        }
         let (engine, out, now) = (&mut *self.engine, &mut *self.out, self.now);
         out.frame_at = Some(received);
         let unwatched = &mut *self.unwatched;
@@ -303,7 +308,21 @@ impl WsSink for FrameSink<'_> {
         if let (Some(health), Some(state)) = (health, state) {
             let connected = !matches!(state, FeedState::Disconnected);
             health.connected.store(connected, Relaxed);
-            health.fresh.store(connected && !matches!(state, FeedState::Stale), Relaxed);
+            // A market connection is fresh once data flows (see `frame`), not because it
+            // connected; a user-data stream is quiet by nature, so connected is enough.
+            let user = matches!(role, Role::UsdmUser);
+            let fresh = match state {
+                FeedState::Fresh => true,
+                FeedState::Connected | FeedState::Reconnected { .. } => user,
+                FeedState::Disconnected | FeedState::Stale => false,
+            };
+            if fresh || !matches!(state, FeedState::Connected | FeedState::Reconnected { .. }) {
+                health.fresh.store(fresh, Relaxed);
+            }
+        }
+        if matches!((role, state), (Role::UsdmUser, Some(FeedState::Reconnected { .. }))) {
+            // Account events during the gap are lost: reconcile now, not in 20 s.
+            self.out.send_io(ToIo::ReconcileNow);
         }
         if let Some(state) = state {
             let stream = role.feed();
@@ -372,6 +391,13 @@ impl HotLoop {
         })
     }
 
+    fn health_index(&self, role: Role) -> Option<usize> {
+        if matches!(role, Role::MarginUser(_)) {
+            return None;
+        }
+        self.health.streams.iter().position(|(name, _)| *name == role.health_name())
+    }
+
     fn nanos(&self, at: Instant) -> Nanos {
         Nanos(at.saturating_duration_since(self.start).as_nanos() as u64 + 1)
     }
@@ -404,10 +430,12 @@ impl HotLoop {
             .open_streams(&format!("{base}/public"), &refs(&book), &self.config.market_ws, now)
             .map_err(|e| format!("book stream: {e:?}"))?;
         self.conns[m.index()] = Some(Conn {
+            health: self.health_index(Role::UsdmMarket),
             role: Role::UsdmMarket,
             parser: FrameParser::new(Connection::market(Venue::Usdm)),
         });
         self.conns[b.index()] = Some(Conn {
+            health: self.health_index(Role::UsdmBook),
             role: Role::UsdmBook,
             parser: FrameParser::new(Connection::market(Venue::Usdm)),
         });
@@ -435,6 +463,7 @@ impl HotLoop {
             .open_streams(&self.config.spot_ws, &refs, &self.config.spot_ws_config, now)
             .map_err(|e| format!("spot market stream: {e:?}"))?;
         self.conns[spot.index()] = Some(Conn {
+            health: self.health_index(Role::SpotMarket),
             role: Role::SpotMarket,
             parser: FrameParser::new(Connection::market(Venue::Margin)),
         });
@@ -450,7 +479,8 @@ impl HotLoop {
                 symbol,
                 quote_of(symbol),
             ));
-            self.conns[conn.index()] = Some(Conn { role: Role::MarginUser(i), parser });
+            self.conns[conn.index()] =
+                Some(Conn { role: Role::MarginUser(i), parser, health: None });
             let session = MarginUserSession::new(ListenTokenConfig::default(), &[symbol], now_ms);
             self.margin.push(MarginConn { symbol, conn, session });
         }
@@ -466,10 +496,17 @@ impl HotLoop {
         let now_ms = wall_ms();
         for news in self.margin_news.drain(..) {
             match news {
-                MarginNews::Connected(i) => self.margin[i].session.on_connected(now_ms),
+                MarginNews::Connected(i) => {
+                    self.margin[i].session.on_connected(now_ms);
+                    // Fills while it was away reach the engine from myTrades, now.
+                    self.out.send_io(ToIo::ReconcileNow);
+                }
                 MarginNews::Disconnected(i) => self.margin[i].session.on_disconnected(),
                 MarginNews::Control(i, control) => {
-                    let _ = self.margin[i].session.on_control(control, now_ms);
+                    let news = self.margin[i].session.on_control(control, now_ms);
+                    if matches!(news, feed::session::SessionNews::Lost { .. }) {
+                        self.out.send_io(ToIo::ReconcileNow);
+                    }
                 }
             }
         }
@@ -514,7 +551,8 @@ impl HotLoop {
             None => match self.ws.open(&url, &self.config.user_ws, now) {
                 Ok(conn) => {
                     let parser = FrameParser::new(Connection::usdm_user(self.config.account));
-                    self.conns[conn.index()] = Some(Conn { role: Role::UsdmUser, parser });
+                    let health = self.health_index(Role::UsdmUser);
+                    self.conns[conn.index()] = Some(Conn { role: Role::UsdmUser, parser, health });
                     self.user = Some(conn);
                 }
                 Err(e) => eprintln!("robsond: user stream: {e:?}"),
@@ -633,7 +671,7 @@ impl HotLoop {
                     if !self.reconciled {
                         self.reconciled = true;
                         self.health.reconciled.store(true, Relaxed);
-                        if self.config.local_lease {
+                        if self.config.local_lease && !self.health.draining.load(Relaxed) {
                             self.health.lease.store(true, Relaxed);
                             self.engine.on_event(Event::Lease { held: true }, nanos, &mut self.out);
                         }

@@ -65,6 +65,8 @@ pub struct IoThread {
     from_hot: rtrb::Consumer<ToIo>,
     to_hot: rtrb::Producer<ToHot>,
     overflow: Vec<ToHot>,
+    /// Messages `orders_first` took off the ring ahead of their turn.
+    deferred: Vec<ToIo>,
     listen_key: ListenKeyLifecycle,
     reconciler: Reconciler,
     fallback: PriceFallback,
@@ -94,6 +96,7 @@ impl IoThread {
             from_hot,
             to_hot,
             overflow: Vec::new(),
+            deferred: Vec::new(),
             stop,
         }
     }
@@ -138,26 +141,17 @@ impl IoThread {
     pub fn run(mut self) {
         while !self.stop.load(Relaxed) {
             let now = now_ms();
+            // Messages set aside by `orders_first` come first: they are older.
+            for message in std::mem::take(&mut self.deferred) {
+                self.handle(message, now);
+            }
             while let Ok(message) = self.from_hot.pop() {
-                match message {
-                    ToIo::Intent(intent) => self.executor.submit(intent, now),
-                    ToIo::Stale(markets) => self.fallback.set_stale(markets, now),
-                    ToIo::ListenKeyLost => self.listen_key.on_key_lost(now),
-                    ToIo::TokenRequest { symbol, validity_ms } => {
-                        let token = self
-                            .margin_client()
-                            .map(|c| c.create_listen_token(symbol, Some(validity_ms)));
-                        let reply = match token {
-                            Some(Ok(token)) => ToHot::Token { symbol, token },
-                            _ => ToHot::TokenFailed(symbol),
-                        };
-                        self.sink().send(reply);
-                    }
-                }
+                self.handle(message, now);
             }
             let mut sink = ToHotSink { to_hot: &mut self.to_hot, overflow: &mut self.overflow };
             let polled = self.executor.poll(now, &mut sink);
             self.keep_listen_key(now);
+            self.orders_first();
             self.reconcile(now);
             self.price_fallback(now);
             // Whatever the ring could not take is retried here, in order.
@@ -170,6 +164,41 @@ impl IoThread {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
+    }
+
+    fn handle(&mut self, message: ToIo, now: u64) {
+        match message {
+            ToIo::Intent(intent) => self.executor.submit(intent, now),
+            ToIo::Stale(markets) => self.fallback.set_stale(markets, now),
+            ToIo::ListenKeyLost => self.listen_key.on_key_lost(now),
+            ToIo::ReconcileNow => self.reconciler.hurry(now),
+            ToIo::TokenRequest { symbol, validity_ms } => {
+                self.orders_first();
+                let token =
+                    self.margin_client().map(|c| c.create_listen_token(symbol, Some(validity_ms)));
+                let reply = match token {
+                    Some(Ok(token)) => ToHot::Token { symbol, token },
+                    _ => ToHot::TokenFailed(symbol),
+                };
+                self.sink().send(reply);
+            }
+        }
+    }
+
+    /// Sends whatever orders are waiting before the next periodic REST call: that call may take
+    /// up to its time-out, and a close must not wait behind it.
+    fn orders_first(&mut self) {
+        let now = now_ms();
+        let mut later = Vec::new();
+        while let Ok(message) = self.from_hot.pop() {
+            match message {
+                ToIo::Intent(intent) => self.executor.submit(intent, now),
+                other => later.push(other),
+            }
+        }
+        let mut sink = ToHotSink { to_hot: &mut self.to_hot, overflow: &mut self.overflow };
+        self.executor.poll(now, &mut sink);
+        self.deferred.extend(later);
     }
 
     fn keep_listen_key(&mut self, now: u64) {
@@ -236,16 +265,23 @@ impl IoThread {
                     }
                 }
             };
-            let first = self.reconciler.rounds_done() == 0;
+            let (succeeded, done) =
+                (self.reconciler.rounds_succeeded(), self.reconciler.rounds_done());
             self.reconciler.done(call, ok, last_trade_id);
-            if first && self.reconciler.rounds_done() == 1 && ok {
+            if succeeded == 0 && self.reconciler.rounds_succeeded() == 1 {
                 self.sink().send(ToHot::Reconciled);
+            } else if succeeded == 0 && self.reconciler.rounds_done() > done {
+                // Nothing is protected until start-up has reconciled: retry soon, not in 20 s.
+                self.reconciler.hurry(now + 1_000);
             }
+            // An order must never wait behind the periodic work.
+            self.orders_first();
         }
     }
 
     fn price_fallback(&mut self, now: u64) {
         while let Some((market, source)) = self.fallback.due(now) {
+            self.orders_first();
             let venue = market.venue;
             let client = match venue {
                 Venue::Usdm => self.client(),

@@ -71,7 +71,7 @@ pub fn spawn(
                     Ok(_) => {}
                     Err(e) => eprintln!("robsond: lease check: {e}"),
                 }
-                if !granted && health.reconciled.load(Relaxed) {
+                if !granted && health.reconciled.load(Relaxed) && !health.draining.load(Relaxed) {
                     std::thread::sleep(GRANT_AFTER);
                     if matches!(lease.check(), Ok(Some(c)) if !c.held()) {
                         continue;

@@ -71,6 +71,9 @@ pub enum ToIo {
         symbol: engine::types::Symbol,
         validity_ms: u64,
     },
+    /// A user-data stream came back after a gap (or a margin subscription was lost): what it
+    /// missed is fetched now rather than at the next periodic round.
+    ReconcileNow,
 }
 
 /// I/O thread → hot thread.
@@ -106,7 +109,11 @@ impl Default for Options {
             market_ws: WsConfig::usdm_market(),
             user_ws: WsConfig::usdm_user(),
             spot_ws: WsConfig::spot_market(),
-            api_ws: WsConfig::spot_api(),
+            // The API connection is not rotated ahead of Binance's 24 h cut: the listen-token
+            // subscription lives on the socket, and a make-before-break switch would leave it
+            // on the old one. At the cut the session reconnects and subscribes again, and the
+            // reconciliation round fetches the fills of that second (by trade id, no doubles).
+            api_ws: WsConfig { rotate_after: None, ..WsConfig::spot_api() },
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -336,17 +343,18 @@ impl Daemon {
         })
     }
 
-    /// SIGTERM's path: give the lease up at once (nothing new is sent, a close that falls due
-    /// is left for the next instance, which re-evaluates it from prices), let orders already in
-    /// flight resolve for up to `grace`, then stop every thread with the journal flushed.
+    /// SIGTERM's path: no new entries (`Event::Drain`, not journaled, so the next instance does
+    /// not inherit it) while the lease is kept, so a stop crossed now is still closed; orders in
+    /// flight resolve for up to `grace`; then the lease goes and every thread stops with the
+    /// journal flushed.
     pub fn drain_and_stop(self, grace: Duration) -> Result<Engine, String> {
         let ask = |command| {
             let (reply, answer) = crossbeam_channel::bounded(1);
             self.commands.send(Envelope { command, reply }).ok()?;
             answer.recv_timeout(Duration::from_secs(2)).ok()
         };
-        let _ = ask(api::Command::Engine(Event::Lease { held: false }));
-        self.health.lease.store(false, Relaxed);
+        self.health.draining.store(true, Relaxed);
+        let _ = ask(api::Command::Engine(Event::Drain));
         let until = std::time::Instant::now() + grace;
         while std::time::Instant::now() < until {
             let in_flight = match ask(api::Command::Positions) {
@@ -360,20 +368,34 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = ask(api::Command::Engine(Event::Lease { held: false }));
+        self.health.lease.store(false, Relaxed);
         self.shutdown()
     }
 
-    /// Stops every thread, flushes the journal, and returns the final engine.
+    /// Stops every thread and flushes the journal, whatever else failed, then reports the first
+    /// failure or returns the final engine.
     pub fn shutdown(mut self) -> Result<Engine, String> {
         self.stop.store(true, Relaxed);
         self.server.unblock();
-        let engine =
-            self.hot.take().map(|h| h.join()).transpose().map_err(|_| "hot thread panicked")?;
-        if let Some(h) = self.io.take() {
-            h.join().map_err(|_| "I/O thread panicked")?;
+        let mut failure: Option<String> = None;
+        let engine = match self.hot.take().map(|h| h.join()) {
+            Some(Ok(engine)) => Some(engine),
+            Some(Err(_)) => {
+                failure.get_or_insert("hot thread panicked".into());
+                None
+            }
+            None => None,
+        };
+        if let Some(h) = self.io.take()
+            && h.join().is_err()
+        {
+            failure.get_or_insert("I/O thread panicked".into());
         }
-        if let Some(cold) = self.cold.take() {
-            cold.stop()?;
+        if let Some(cold) = self.cold.take()
+            && let Err(e) = cold.stop()
+        {
+            failure.get_or_insert(e);
         }
         if let Some(h) = self.lease.take() {
             let _ = h.join();
@@ -381,6 +403,9 @@ impl Daemon {
         if let Some(h) = self.http.take() {
             let _ = h.join();
         }
-        engine.ok_or_else(|| "no engine".to_owned())
+        match failure {
+            Some(failure) => Err(failure),
+            None => engine.ok_or_else(|| "no engine".to_owned()),
+        }
     }
 }
