@@ -269,6 +269,14 @@ impl Wake {
     }
 }
 
+/// The next index of a walk over a market's live list while visiting `slot` at `i`: a close
+/// that retires its position (dust) swap-removes it, moving the list's last position into `i`,
+/// which must then be visited rather than skipped (a skipped position fell out of the wake band
+/// and its stop stopped firing).
+fn next_index(live: &[u32], i: usize, slot: u32) -> usize {
+    if live.get(i) == Some(&slot) { i + 1 } else { i }
+}
+
 fn closed_state(modality: Modality) -> State {
     match modality {
         Modality::Core => State::Core(CoreState::Closed),
@@ -741,7 +749,7 @@ impl Engine {
             let slot = self.markets[m].live[i];
             self.evaluate_position(slot, sink);
             wake.include(&self.slots[slot as usize]);
-            i += 1;
+            i = next_index(&self.markets[m].live, i, slot);
         }
         self.markets[m].wake = wake;
     }
@@ -954,7 +962,7 @@ impl Engine {
                 } else if state == State::Core(CoreState::Entering) {
                     self.slots[slot as usize].flatten = true;
                 }
-                i += 1;
+                i = next_index(&self.markets[m].live, i, slot);
             }
             self.refresh_wake(m);
         }
@@ -970,7 +978,7 @@ impl Engine {
                 if p.flatten && p.state.evaluates_stop() {
                     self.send_close(slot, CloseReason::Flatten, sink);
                 }
-                i += 1;
+                i = next_index(&self.markets[m].live, i, slot);
             }
         }
     }

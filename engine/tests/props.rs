@@ -2168,3 +2168,34 @@ fn flatten_without_the_lease_is_journaled() {
     });
     assert!(sent_as_flatten, "the close goes out with reason Flatten");
 }
+
+/// Found by CI (a random case): a stop hit on a dust long retired it, and the walk over the
+/// market's positions skipped the one swapped into its place (a manual short on the same
+/// symbol), which fell out of the wake band: its stop never fired.
+#[test]
+fn a_short_after_a_dust_long_on_the_same_symbol_fires_at_its_stop() {
+    use Action::*;
+    let mark = |m| (1, Price { m, bps: 0, kind: PriceKind::Mark });
+    let mut steps = vec![
+        (1, Arm { k: 2, fast: 1, tech_bps: None, capital: None }),
+        mark(0),
+        (1, Snapshot { k: 2, how: Snap::Manual(1) }),
+        (1, Price { m: 1, bps: 0, kind: PriceKind::Trade }),
+        mark(0),
+        mark(0),
+        (1, ToLevel { pick: 0, level: 0, hundredths: 0 }),
+        mark(0),
+        mark(0),
+        mark(0),
+        (1, ToLevel { pick: 0, level: 0, hundredths: 0 }),
+        (1, ToLevel { pick: 0, level: 0, hundredths: 0 }),
+        (1, Snapshot { k: 2, how: Snap::Dust }),
+        (1, Snapshot { k: 3, how: Snap::Manual(1) }),
+        (1, ToStop { pick: 343_147_306_098_786_222, safe_ticks: 0 }),
+        (1, ToStop { pick: 0, safe_ticks: 0 }),
+    ];
+    steps.extend((0..14).map(|_| mark(0)));
+    let scenario = Scenario { config: Config::default(), start: [0, 0, 0], steps };
+    let trace = run(&scenario);
+    check_trigger_rule(&trace).unwrap();
+}
