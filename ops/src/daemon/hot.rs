@@ -555,7 +555,11 @@ impl HotLoop {
                     self.conns[conn.index()] = Some(Conn { role: Role::UsdmUser, parser, health });
                     self.user = Some(conn);
                 }
-                Err(e) => eprintln!("robsond: user stream: {e:?}"),
+                // No synchronous log on the hot thread: the stream stays "not connected" in
+                // /readyz, and the next listen key retries the open.
+                Err(_) => {
+                    self.metrics.stream(Stream::UsdmUser).reconnects.fetch_add(1, Relaxed);
+                }
             },
         }
     }
